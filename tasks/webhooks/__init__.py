@@ -1,0 +1,1 @@
+"""Webhook subscriptions, the event outbox, signing and delivery."""

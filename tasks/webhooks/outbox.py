@@ -1,0 +1,92 @@
+"""The outbox: events are recorded in the same transaction as the change that caused them."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tasks.models import WebhookDelivery, WebhookEvent, WebhookSubscription, utcnow
+
+EVENT_TYPES = (
+    "alert.created",
+    "alert.resolved",
+    "incident.opened",
+    "incident.updated",
+    "incident.resolved",
+    "sensor.offline",
+    "sensor.maintenance_due",
+    "compliance.violation",
+    "report.published",
+    "pipeline.failed",
+    "webhook.test",
+)
+
+
+def new_event_id() -> str:
+    """A sortable, unique message id (`msg_` + milliseconds + randomness), used as `webhook-id`."""
+    return f"msg_{int(time.time() * 1000):013x}{secrets.token_hex(8)}"
+
+
+def record_event(
+    conn: Connection,
+    *,
+    municipality_id: str,
+    event_type: str,
+    data: dict,
+    dedupe_key: str,
+    occurred_at: datetime | None = None,
+) -> str | None:
+    """Write one event and its deliveries to the outbox, once per `dedupe_key`.
+
+    Runs inside the caller's transaction, so the event exists exactly when the change does.
+    Returns the new event id, or None when an event with this key was already recorded.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    event_id = new_event_id()
+    now = occurred_at or utcnow()
+    payload = {"type": event_type, "timestamp": now.isoformat(), "data": data}
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    inserted = conn.execute(
+        dialect.insert(WebhookEvent)
+        .values(
+            id=event_id,
+            municipality_id=municipality_id,
+            event_type=event_type,
+            dedupe_key=dedupe_key,
+            payload=payload,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    if inserted.rowcount == 0:
+        return None
+    subscriptions = conn.execute(
+        select(WebhookSubscription.id, WebhookSubscription.event_types).where(
+            WebhookSubscription.municipality_id == municipality_id,
+            WebhookSubscription.is_active.is_(True),
+        )
+    ).all()
+    wanted = [sid for sid, types in subscriptions if "*" in types or event_type in types]
+    if wanted:
+        conn.execute(
+            WebhookDelivery.__table__.insert(),
+            [
+                {
+                    "municipality_id": municipality_id,
+                    "event_id": event_id,
+                    "subscription_id": sid,
+                    "status": "pending",
+                    "attempt_count": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for sid in wanted
+            ],
+        )
+    return event_id

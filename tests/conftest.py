@@ -1,0 +1,148 @@
+"""Shared fixtures: a migrated database per test (SQLite and PostgreSQL), a temporary home,
+and a Prefect test server for the few tests that run whole flows."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from tasks.database import _engine_for
+from tasks.settings import reset_settings
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "WATERLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("WATERLINE_REQUIRE_POSTGRES", "") not in ("", "0", "false")
+
+
+def _postgres_reachable() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+_PG_PROBLEM = _postgres_reachable()
+
+
+def pytest_sessionstart(session):  # noqa: ANN001
+    if REQUIRE_POSTGRES and _PG_PROBLEM:
+        raise pytest.UsageError(
+            f"WATERLINE_REQUIRE_POSTGRES is set but PostgreSQL is unreachable: {_PG_PROBLEM}"
+        )
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ANN001
+    if _PG_PROBLEM is None:
+        return
+    skip = pytest.mark.skip(reason=f"PostgreSQL unreachable ({_PG_PROBLEM})")
+    for item in items:
+        if "postgresql" in item.keywords or "[postgresql" in item.nodeid:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_worker_url(worker_id: str) -> str:
+    """A throwaway PostgreSQL database for this xdist worker, migrated once."""
+    name = re.sub(r"\W", "_", f"waterline_test_{worker_id}_{os.getpid()}")
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'drop database if exists "{name}" with (force)'))
+        conn.execute(text(f'create database "{name}"'))
+    admin.dispose()
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    _migrate(url)
+    yield url
+    _engine_for.cache_clear()
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'drop database if exists "{name}" with (force)'))
+    admin.dispose()
+
+
+def _migrate(url: str) -> None:
+    os.environ["WATERLINE_DATABASE_URL"] = url
+    reset_settings()
+    from tasks.migrations import upgrade
+
+    upgrade()
+
+
+def _truncate_all(url: str) -> None:
+    engine = _engine_for(url)
+    with engine.begin() as conn:
+        tables = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+        conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh Waterline home (object store and inbox) with settings read anew."""
+    monkeypatch.setenv("WATERLINE_HOME", str(tmp_path / "home"))
+    for name in list(os.environ):
+        if name.startswith("WATERLINE_") and name not in (
+            "WATERLINE_HOME",
+            "WATERLINE_TEST_POSTGRES_URL",
+            "WATERLINE_REQUIRE_POSTGRES",
+        ):
+            monkeypatch.delenv(name, raising=False)
+    reset_settings()
+    yield tmp_path / "home"
+    reset_settings()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database(request, home, monkeypatch):
+    """A migrated, empty database: a SQLite file, or this worker's PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'waterline.db'}"
+        monkeypatch.setenv("WATERLINE_DATABASE_URL", url)
+        reset_settings()
+        from tasks.migrations import upgrade
+
+        upgrade()
+    else:
+        url = request.getfixturevalue("postgres_worker_url")
+        monkeypatch.setenv("WATERLINE_DATABASE_URL", url)
+        reset_settings()
+        _truncate_all(url)
+    yield url
+    reset_settings()
+
+
+@pytest.fixture
+def postgres_database(request, home, monkeypatch):
+    """Like `database`, PostgreSQL only (for tests of the production path)."""
+    if _PG_PROBLEM:
+        pytest.skip(f"PostgreSQL unreachable ({_PG_PROBLEM})")
+    url = request.getfixturevalue("postgres_worker_url")
+    monkeypatch.setenv("WATERLINE_DATABASE_URL", url)
+    reset_settings()
+    _truncate_all(url)
+    yield url
+    reset_settings()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A Prefect API server for this test session (about 9 s to start; use only for flow tests)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def worker_id(request) -> str:
+    """The xdist worker name, or 'master' without xdist."""
+    workerinput = getattr(request.config, "workerinput", None)
+    return workerinput["workerid"] if workerinput else "master"
