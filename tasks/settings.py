@@ -97,3 +97,25 @@ def get_settings() -> Settings:
 def reset_settings() -> None:
     """Forget cached settings (tests and the CLI change the environment)."""
     get_settings.cache_clear()
+
+
+def redact(text: str) -> str:
+    """`text` with every configured secret (passwords, keys, URL credentials) replaced by ***."""
+    settings = get_settings()
+    secrets = [
+        s.get_secret_value()
+        for s in (settings.smtp_password, settings.s3_secret_access_key)
+        if s is not None and s.get_secret_value()
+    ]
+    from sqlalchemy.engine import make_url
+
+    try:
+        password = make_url(settings.resolved_database_url).password
+    except Exception:  # noqa: BLE001 - an unparsable URL has no password to hide
+        password = None
+    if password:
+        secrets.append(str(password))
+        secrets.append(settings.resolved_database_url)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text

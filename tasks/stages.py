@@ -30,3 +30,55 @@ def stage(name: str, municipality_id: str | None = None):
         yield result
     finally:
         result.seconds = round(time.perf_counter() - started, 4)
+
+
+
+@dataclass
+class StageRun:
+    """One stage over many items: each item's figures, the items that failed and why, wall time."""
+
+    stage: str
+    results: list[dict] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def succeeded(self, items: list) -> list:
+        """The items of `items` that did not fail in this stage."""
+        return [item for item in items if str(item) not in self.failures]
+
+    @property
+    def rows(self) -> int:
+        return sum(r.get("rows", 0) for r in self.results)
+
+
+def run_stage(name: str, task, items: list, *args) -> StageRun:  # noqa: ANN001
+    """Run one Prefect task per item (a municipality, an endpoint) concurrently and wait for all.
+
+    A failed item is recorded with its reason and left out of later stages; the others go on.
+    """
+    from prefect import unmapped
+
+    run = StageRun(stage=name)
+    started = time.perf_counter()
+    futures = task.map(items, *(unmapped(a) for a in args)) if items else []
+    for item, future in zip(items, futures, strict=True):
+        future.wait()
+        state = future.state
+        if state.is_completed():
+            run.results.append(future.result())
+        else:
+            run.failures[str(item)] = _reason(state)
+    run.seconds = round(time.perf_counter() - started, 4)
+    return run
+
+
+def _reason(state) -> str:  # noqa: ANN001
+    """A one-line reason from a failed Prefect state, without a traceback."""
+    from tasks.settings import redact
+
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return redact(f"{type(exc).__name__}: {first_line}".strip())
+    return redact(state.message or state.name)

@@ -62,8 +62,9 @@ def record_event(
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    )
-    if inserted.rowcount == 0:
+        .returning(WebhookEvent.id)
+    ).scalar_one_or_none()
+    if inserted is None:  # (rowcount is not reliable for ON CONFLICT through psycopg)
         return None
     subscriptions = conn.execute(
         select(WebhookSubscription.id, WebhookSubscription.event_types).where(
