@@ -1,0 +1,1 @@
+"""Data quality: the great-expectations gate every incoming file passes before it loads."""
