@@ -1,0 +1,226 @@
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+from polars.testing import assert_frame_equal
+from sqlalchemy import func, select
+
+from tasks.anomalies import detect_anomalies
+from tasks.database import begin, read_frame
+from tasks.models import AuditLog, WebhookEvent
+
+DAY = date(2026, 5, 1)
+CHICAGO = ZoneInfo("America/Chicago")
+TIME = pl.Datetime("us", "UTC")
+INCIDENTS = """
+select id, municipality_id, station_id, sensor_id, kind, severity, status, summary,
+       first_observed_at, last_observed_at, anomaly_count, opened_at, updated_at, resolved_at
+from incidents order by id
+"""
+INCIDENT_TIMES = {
+    c: TIME
+    for c in ("first_observed_at", "last_observed_at", "opened_at", "updated_at", "resolved_at")
+}
+ANOMALIES = """
+select id, municipality_id, station_id, sensor_id, observed_at, method, value, score, severity,
+       "window", explanation, incident_id, detected_at
+from anomalies order by id
+"""
+ANOMALY_TIMES = {"observed_at": TIME, "detected_at": TIME}
+
+
+def _local(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=CHICAGO).astimezone(UTC)
+
+
+def _turbidity(sensor_id: str, days: int, spikes: dict[datetime, float]) -> pl.DataFrame:
+    """Readings every 10 minutes from the day before DAY for `days` days, 0.20/0.22 NTU apart
+    from `spikes`."""
+    start = _local(DAY - timedelta(days=1), 0)
+    times = [start + timedelta(minutes=10 * i) for i in range(days * 144)]
+    return pl.DataFrame(
+        {
+            "sensor_id": sensor_id,
+            "observed_at": times,
+            "value": [spikes.get(t, 0.20 if i % 2 else 0.22) for i, t in enumerate(times)],
+        }
+    )
+
+
+def _table(sql: str, schema: dict) -> pl.DataFrame:
+    with begin() as conn:
+        return read_frame(conn, sql, {}, schema)
+
+
+def _events() -> list[tuple[str, str]]:
+    with begin() as conn:
+        rows = conn.execute(
+            select(WebhookEvent.event_type, WebhookEvent.dedupe_key).order_by(
+                WebhookEvent.created_at, WebhookEvent.id
+            )
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def test_a_burst_becomes_one_incident_resolved_by_the_end_of_the_day(database, seed):
+    burst = {_local(DAY, 3, m): 2.41 for m in (0, 20, 40)} | {_local(DAY, 4): 2.41}
+    with begin() as conn:
+        batch = seed.municipality(conn, "riverton", "America/Chicago", {"rv-turb": "turbidity"})
+        seed.readings(conn, "riverton", batch, _turbidity("rv-turb", 2, burst))
+
+    result = detect_anomalies.fn("riverton", DAY)
+
+    incidents = _table(INCIDENTS, INCIDENT_TIMES)
+    breach = incidents.filter(pl.col("kind") == "limit_breach").row(0, named=True)
+    assert incidents.filter(pl.col("kind") == "limit_breach").height == 1
+    assert {
+        k: breach[k]
+        for k in (
+            "sensor_id",
+            "station_id",
+            "severity",
+            "status",
+            "first_observed_at",
+            "last_observed_at",
+            "anomaly_count",
+            "opened_at",
+            "resolved_at",
+        )
+    } == {
+        "sensor_id": "rv-turb",
+        "station_id": "riverton-plant",
+        "severity": "HIGH",
+        "status": "resolved",
+        "first_observed_at": _local(DAY, 3),
+        "anomaly_count": 4,
+        "last_observed_at": _local(DAY, 4),
+        "opened_at": _local(DAY, 3),
+        "resolved_at": _local(DAY, 5),
+    }
+    assert breach["summary"] == (
+        "4 limit-breach anomalies on turbidity sensor rv-turb from 2026-05-01 03:00 CDT to "
+        "2026-05-01 04:00 CDT; worst (HIGH): turbidity 2.41 NTU is 1.41 NTU above the "
+        "operational limit 1 NTU"
+    )
+    assert incidents["status"].to_list() == ["resolved"] * incidents.height
+    anomalies = _table(ANOMALIES, ANOMALY_TIMES)
+    assert anomalies["incident_id"].null_count() == 0
+    assert result["details"]["incidents_opened"] == incidents.height
+    assert result["details"]["incidents_resolved"] == incidents.height
+    assert sorted(_events()) == sorted(
+        [("incident.opened", f"incident.opened:{i}") for i in incidents["id"]]
+        + [("incident.resolved", f"incident.resolved:{i}") for i in incidents["id"]]
+    )
+    with begin() as conn:
+        audited = conn.execute(
+            select(AuditLog.action, func.count())
+            .group_by(AuditLog.action)
+            .order_by(AuditLog.action)
+        ).all()
+    assert [tuple(a) for a in audited] == [
+        ("incident.opened", incidents.height),
+        ("incident.resolved", incidents.height),
+    ]
+
+
+def test_a_rerun_changes_nothing(database, seed):
+    burst = {_local(DAY, 3, m): 2.41 for m in (0, 20, 40)} | {_local(DAY, 23, 50): 6.0}
+    with begin() as conn:
+        batch = seed.municipality(conn, "riverton", "America/Chicago", {"rv-turb": "turbidity"})
+        seed.readings(conn, "riverton", batch, _turbidity("rv-turb", 2, burst))
+    detect_anomalies.fn("riverton", DAY)
+    incidents, anomalies, events = (
+        _table(INCIDENTS, INCIDENT_TIMES),
+        _table(ANOMALIES, ANOMALY_TIMES),
+        _events(),
+    )
+
+    again = detect_anomalies.fn("riverton", DAY)
+
+    assert again["details"]["anomalies_new"] == 0
+    assert again["details"]["incidents_opened"] == again["details"]["incidents_resolved"] == 0
+    assert_frame_equal(_table(INCIDENTS, INCIDENT_TIMES), incidents)
+    assert_frame_equal(_table(ANOMALIES, ANOMALY_TIMES), anomalies)
+    assert _events() == events
+    assert set(incidents["status"]) == {"open", "resolved"}  # 23:50 is not quiet yet
+
+
+def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced(database, seed):
+    spikes = {
+        _local(DAY, 23, 30): 2.2,
+        _local(DAY, 23, 50): 2.2,
+        _local(DAY + timedelta(days=1), 0, 10): 6.0,
+    }
+    with begin() as conn:
+        batch = seed.municipality(conn, "riverton", "America/Chicago", {"rv-turb": "turbidity"})
+        seed.readings(conn, "riverton", batch, _turbidity("rv-turb", 3, spikes))
+
+    detect_anomalies.fn("riverton", DAY)
+    after_first_day = _table(INCIDENTS, INCIDENT_TIMES).filter(pl.col("kind") == "limit_breach")
+    detect_anomalies.fn("riverton", DAY + timedelta(days=1))
+
+    incidents = _table(INCIDENTS, INCIDENT_TIMES).filter(pl.col("kind") == "limit_breach")
+    assert after_first_day.select("severity", "status", "anomaly_count").rows() == [
+        ("HIGH", "open", 2)
+    ]
+    assert incidents.select(
+        "id", "severity", "status", "anomaly_count", "first_observed_at", "last_observed_at"
+    ).rows() == [
+        (
+            after_first_day["id"][0],
+            "CRITICAL",
+            "resolved",
+            3,
+            _local(DAY, 23, 30),
+            _local(DAY + timedelta(days=1), 0, 10),
+        )
+    ]
+    incident_id = incidents["id"][0]
+    assert [
+        e for e in _events() if e[1].endswith((f":{incident_id}", f":{incident_id}:CRITICAL"))
+    ] == [
+        ("incident.opened", f"incident.opened:{incident_id}"),
+        ("incident.updated", f"incident.updated:{incident_id}:CRITICAL"),
+        ("incident.resolved", f"incident.resolved:{incident_id}"),
+    ]
+    with begin() as conn:
+        payload = conn.execute(
+            select(WebhookEvent.payload).where(
+                WebhookEvent.dedupe_key == f"incident.updated:{incident_id}:CRITICAL"
+            )
+        ).scalar_one()
+    assert payload["data"] | {"summary": None} == {
+        "incident_id": incident_id,
+        "municipality_id": "riverton",
+        "station_id": "riverton-plant",
+        "sensor_id": "rv-turb",
+        "parameter": "turbidity",
+        "kind": "limit_breach",
+        "severity": "CRITICAL",
+        "previous_severity": "HIGH",
+        "status": "open",
+        "first_observed_at": _local(DAY, 23, 30).isoformat(),
+        "last_observed_at": _local(DAY + timedelta(days=1), 0, 10).isoformat(),
+        "anomaly_count": 3,
+        "summary": None,
+    }
+
+
+def test_another_municipalitys_readings_never_become_these_anomalies(database, seed):
+    with begin() as conn:
+        ours = seed.municipality(conn, "riverton", "America/Chicago", {"rv-turb": "turbidity"})
+        theirs = seed.municipality(conn, "lakeside", "America/Chicago", {"ls-turb": "turbidity"})
+        seed.readings(conn, "riverton", ours, _turbidity("rv-turb", 2, {}))
+        seed.readings(
+            conn,
+            "lakeside",
+            theirs,
+            _turbidity("ls-turb", 2, {_local(DAY, 3): 5.0, _local(DAY, 9): 5.0}),
+        )
+
+    result = detect_anomalies.fn("riverton", DAY)
+
+    assert result["details"]["anomalies_found"] == 0
+    assert _table(ANOMALIES, ANOMALY_TIMES).is_empty()
+    assert _table(INCIDENTS, INCIDENT_TIMES).is_empty()
+    assert _events() == []
