@@ -1,0 +1,182 @@
+"""The delivery ledger: which deliveries are due, claiming them, and recording each attempt.
+
+A delivery is claimed by pushing its `next_attempt_at` forward by a lease (on PostgreSQL the
+claiming select also uses `for update skip locked`), so two workers never send the same attempt;
+if a worker dies, the lease runs out and the delivery is sent again (at least once).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from tasks.database import begin
+from tasks.models import (
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEvent,
+    WebhookSubscription,
+    utcnow,
+)
+from tasks.webhooks.retries import AttemptResult, next_delivery_state
+from tasks.webhooks.subscriptions import disable_subscription
+
+
+def due_subscription_ids(conn: Connection | None = None, now: datetime | None = None) -> list[int]:
+    """Active subscriptions that have at least one delivery due now."""
+    now = now or utcnow()
+    query = (
+        select(WebhookDelivery.subscription_id)
+        .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+        .where(
+            WebhookSubscription.is_active.is_(True),
+            WebhookDelivery.municipality_id == WebhookSubscription.municipality_id,
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .distinct()
+        .order_by(WebhookDelivery.subscription_id)
+    )
+    if conn is not None:
+        return list(conn.execute(query).scalars())
+    with begin() as own:
+        return list(own.execute(query).scalars())
+
+
+def load_subscription(conn: Connection, subscription_id: int) -> dict | None:
+    """The subscription row, secrets included (internal: never log or return it)."""
+    row = (
+        conn.execute(
+            select(WebhookSubscription.__table__).where(WebhookSubscription.id == subscription_id)
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def claim_due_deliveries(
+    conn: Connection,
+    subscription_id: int,
+    municipality_id: str,
+    due_before: datetime,
+    lease_until: datetime,
+    limit: int,
+) -> list[dict]:
+    """Take up to `limit` due deliveries of one subscription and lease them until `lease_until`.
+
+    Rows come with the event payload; locked rows (another worker's claim) are skipped.
+    """
+    query = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.event_id,
+            WebhookDelivery.attempt_count,
+            WebhookDelivery.next_attempt_at,
+        )
+        .where(
+            WebhookDelivery.subscription_id == subscription_id,
+            WebhookDelivery.municipality_id == municipality_id,
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= due_before,
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # ignored on SQLite
+    )
+    rows = [dict(r) for r in conn.execute(query).mappings()]
+    if not rows:
+        return []
+    conn.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id.in_([r["id"] for r in rows]),
+            WebhookDelivery.municipality_id == municipality_id,
+        )
+        .values(next_attempt_at=lease_until, updated_at=utcnow())
+    )
+    # Payloads in a second query: the locking query stays on one table and one index.
+    payloads = dict(
+        conn.execute(
+            select(WebhookEvent.id, WebhookEvent.payload).where(
+                WebhookEvent.id.in_([r["event_id"] for r in rows]),
+                WebhookEvent.municipality_id == municipality_id,
+            )
+        ).all()
+    )
+    return [{**r, "payload": payloads[r["event_id"]]} for r in rows]
+
+
+def record_attempts(
+    conn: Connection,
+    subscription: dict,
+    claimed: list[dict],
+    results: list[AttemptResult],
+    rng: random.Random | None = None,
+) -> dict:
+    """Store each attempt, move each delivery on (or release it if unsent), disable on 410."""
+    municipality_id = subscription["municipality_id"]
+    by_id = {row["id"]: row for row in claimed}
+    if results:
+        conn.execute(
+            insert(WebhookDeliveryAttempt),
+            [
+                {
+                    "municipality_id": municipality_id,
+                    "delivery_id": r.delivery_id,
+                    "attempted_at": r.attempted_at,
+                    "status_code": r.status_code,
+                    "latency_ms": r.latency_ms,
+                    "response_body": r.response_body,
+                    "error": r.error,
+                }
+                for r in results
+            ],
+        )
+    states = [
+        {
+            "b_id": r.delivery_id,
+            **next_delivery_state(by_id[r.delivery_id]["attempt_count"], r, rng),
+        }
+        for r in results
+    ]
+    sent = {r.delivery_id for r in results}
+    released = [
+        {"b_id": row["id"], "next_attempt_at": row["next_attempt_at"]}
+        for row in claimed
+        if row["id"] not in sent
+    ]
+    table = WebhookDelivery.__table__
+    if states:
+        conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.municipality_id == municipality_id)
+            .values({k: bindparam(k) for k in states[0] if k != "b_id"}),
+            states,
+        )
+    if released:
+        conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.municipality_id == municipality_id)
+            .values(next_attempt_at=bindparam("next_attempt_at")),
+            released,
+        )
+    gone = next((r for r in results if r.gone), None)
+    if gone is not None:
+        disable_subscription(
+            conn,
+            subscription["id"],
+            f"the endpoint answered 410 Gone at {gone.attempted_at.isoformat(timespec='seconds')}",
+            actor="webhook-delivery",
+        )
+    statuses = [s["status"] for s in states]
+    return {
+        "attempts": len(results),
+        "succeeded": statuses.count("succeeded"),
+        "failed": statuses.count("pending"),
+        "dead": statuses.count("dead"),
+        "released": len(released),
+        "disabled": int(gone is not None),
+    }
