@@ -1,0 +1,1 @@
+"""Waterline's Prefect flows, one per file, and the `waterline` command line."""

@@ -1,0 +1,188 @@
+"""The `waterline` command line: set up, feed, run, demonstrate and measure the pipeline."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from datetime import date, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Waterline: a Prefect pipeline for drinking-water sensor data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+run_app = typer.Typer(help="Run one flow now, in this process.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(run_app, name="run")
+console = Console()
+
+
+def plain_errors(command):  # noqa: ANN001
+    """Turn expected failures into one readable sentence (secrets redacted) and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tasks.settings import redact
+
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, OSError, SQLAlchemyError, RuntimeError) as exc:
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            console.print(f"[red]error:[/red] {redact(first_line)}")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@db_app.command("upgrade")
+@plain_errors
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest version."""
+    from tasks.migrations import upgrade
+    from tasks.settings import get_settings
+
+    revision = upgrade()
+    console.print(f"database {get_settings().redacted_database_url} is at revision {revision}")
+
+
+@app.command()
+@plain_errors
+def sample(
+    days: Annotated[int, typer.Option(help="Days of readings to generate.")] = 2,
+    municipalities: Annotated[int, typer.Option(help="How many municipalities.")] = 3,
+    stations: Annotated[int, typer.Option(help="Stations per municipality.")] = 3,
+    interval: Annotated[int, typer.Option(help="Seconds between online readings.")] = 60,
+    start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD); default: `days` days ago.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 7,
+    inbox: Annotated[str | None, typer.Option(help="Inbox folder or s3:// URL; default: configured inbox.")] = None,
+) -> None:
+    """Write realistic synthetic input files (registry, readings, lab samples, labels) into the inbox."""
+    summary = _generate_sample(days, municipalities, stations, interval, start, seed, inbox)
+    console.print(f"wrote {summary.total_readings:,} readings for {len(summary.municipality_ids)} "
+                  f"municipalities into {summary.inbox_url}")
+
+
+def _generate_sample(days, municipalities, stations, interval, start, seed, inbox):  # noqa: ANN001, ANN202
+    from tasks.sample import generate_sample
+    from tasks.storage import ObjectStore, inbox_store
+
+    store = ObjectStore(inbox) if inbox else inbox_store()
+    first_day = date.fromisoformat(start) if start else date.today() - timedelta(days=days)
+    return generate_sample(
+        store, start=first_day, days=days, municipalities=municipalities,
+        stations_per_municipality=stations, interval_seconds=interval, seed=seed,
+    )
+
+
+@app.command()
+@plain_errors
+def ingest(
+    path: Annotated[str | None, typer.Argument(help="Folder or s3:// URL laid out like the inbox.")] = None,
+) -> None:
+    """Load every pending file from the inbox (or PATH) now, without Prefect."""
+    from tasks.ingest import ingest_inbox
+
+    results = ingest_inbox(path)
+    table = Table("municipality", "files", "loaded", "quarantined", "unchanged", "failed files")
+    for r in results:
+        d = r.get("details", {})
+        table.add_row(r["municipality_id"], str(d.get("files", 0)), f"{d.get('rows_loaded', 0):,}",
+                      f"{d.get('rows_quarantined', 0):,}", f"{d.get('rows_unchanged', 0):,}",
+                      str(d.get("files_failed", 0)))
+    console.print(table)
+
+
+@run_app.command("nightly")
+@plain_errors
+def run_nightly(
+    day: Annotated[str | None, typer.Option(help="Day to process (YYYY-MM-DD); default yesterday.")] = None,
+) -> None:
+    """Run the nightly pipeline for one day."""
+    from flows.nightly_pipeline import nightly_pipeline
+
+    summary = nightly_pipeline(day=date.fromisoformat(day) if day else None)
+    _print_stages(summary)
+
+
+@run_app.command("hourly")
+@plain_errors
+def run_hourly() -> None:
+    """Run the hourly ingestion flow once."""
+    from flows.hourly_ingest import hourly_ingest
+
+    _print_stages(hourly_ingest())
+
+
+@run_app.command("dispatch")
+@plain_errors
+def run_dispatch() -> None:
+    """Deliver the webhook attempts that are due now."""
+    from flows.dispatch_webhooks import dispatch_webhooks
+
+    _print_stages(dispatch_webhooks())
+
+
+@app.command()
+@plain_errors
+def serve() -> None:
+    """Serve every deployment of prefect.yaml from this process (needs `prefect server start`)."""
+    from tasks.deployments import serve_all
+
+    serve_all()
+
+
+@app.command()
+@plain_errors
+def demo(
+    days: Annotated[int, typer.Option(help="Days of sample data.")] = 2,
+) -> None:
+    """Generate sample data and run the nightly pipeline on the embedded default, then summarise."""
+    quiet_prefect()
+    from tasks.demo import run_demo
+
+    run_demo(console, days=days)
+
+
+@app.command()
+@plain_errors
+def bench(
+    readings: Annotated[int, typer.Option(help="How many readings to generate and process.")] = 1_000_000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the benchmark database afterwards.")] = False,
+) -> None:
+    """Measure every nightly stage on N generated readings against the configured kind of database."""
+    quiet_prefect()
+    from tasks.bench import print_bench, run_bench
+
+    figures = run_bench(readings, keep=keep, quiet=as_json)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_bench(console, figures)
+
+
+def _print_stages(summary: dict) -> None:
+    table = Table("stage", "items", "rows", "seconds", "rows/s", "failed")
+    for name, f in summary["stages"].items():
+        table.add_row(name, str(f["items"]), f"{f['rows']:,}", f"{f['seconds']:.2f}",
+                      f"{f['rows_per_second']:,.0f}" if f["rows_per_second"] else "-", str(f["failed"]))
+    console.print(table)
+
+
+def quiet_prefect() -> None:
+    """Keep Prefect's per-task INFO lines out of interactive output (set before Prefect loads)."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+if __name__ == "__main__":
+    app()

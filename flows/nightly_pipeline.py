@@ -1,0 +1,44 @@
+"""The nightly flow: every stage of Waterline for one day, municipality by municipality."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.analytics import compute_aggregates
+from tasks.anomalies import detect_anomalies
+from tasks.compliance import judge_compliance
+from tasks.ingest import ingest_municipality, sync_registries
+from tasks.maintenance import score_sensor_health
+from tasks.pipeline import default_day, publish_run_summary, record_pipeline_failure
+from tasks.reports import email_daily_report, write_daily_reports
+from tasks.stages import run_stage
+from tasks.webhooks.delivery import deliver_endpoint, due_subscription_ids
+
+
+@flow(
+    name="nightly_pipeline",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+    on_failure=[record_pipeline_failure],
+    on_crashed=[record_pipeline_failure],
+)
+def nightly_pipeline(day: date | None = None) -> dict:
+    """Ingest, check, judge and report one day of readings for every municipality, then notify."""
+    day = day or default_day()
+    municipalities = sync_registries()
+
+    ingest = run_stage("ingest", ingest_municipality, municipalities)
+    loaded = ingest.succeeded(municipalities)
+    aggregate = run_stage("aggregate", compute_aggregates, loaded, day)
+    anomalies = run_stage("detect_anomalies", detect_anomalies, aggregate.succeeded(loaded), day)
+    maintenance = run_stage("score_sensors", score_sensor_health, loaded, day)
+    compliance = run_stage("judge_compliance", judge_compliance, aggregate.succeeded(loaded), day)
+    reports = run_stage("write_reports", write_daily_reports, compliance.succeeded(loaded), day)
+    emails = run_stage("email_reports", email_daily_report, reports.succeeded(loaded), day)
+    webhooks = run_stage("deliver_webhooks", deliver_endpoint, due_subscription_ids())
+
+    return publish_run_summary(
+        day, [ingest, aggregate, anomalies, maintenance, compliance, reports, emails, webhooks]
+    )
