@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import sys
 from datetime import date, timedelta
 from typing import Annotated
 
@@ -22,7 +24,11 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 run_app = typer.Typer(help="Run one flow now, in this process.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(run_app, name="run")
-console = Console()
+# Piped output (CI logs, the README) gets room for the wider tables; a terminal keeps its own width.
+console = Console(width=None if sys.stdout.isatty() else 100)
+
+
+_MISSING_TABLE = re.compile(r"no such table|relation \"\w+\" does not exist")
 
 
 def plain_errors(command):  # noqa: ANN001
@@ -30,14 +36,19 @@ def plain_errors(command):  # noqa: ANN001
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        import sqlite3
+
+        import psycopg
         from sqlalchemy.exc import SQLAlchemyError
 
         from tasks.settings import redact
 
         try:
             return command(*args, **kwargs)
-        except (ValueError, OSError, SQLAlchemyError, RuntimeError) as exc:
+        except (ValueError, OSError, RuntimeError, SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            if _MISSING_TABLE.search(first_line):
+                first_line = "the database has no Waterline tables yet: run `waterline db upgrade` first"
             console.print(f"[red]error:[/red] {redact(first_line)}")
             raise typer.Exit(1) from None
 
@@ -52,7 +63,7 @@ def db_upgrade() -> None:
     from tasks.settings import get_settings
 
     revision = upgrade()
-    console.print(f"database {get_settings().redacted_database_url} is at revision {revision}")
+    console.print(f"database {get_settings().redacted_database_url} is at revision {revision}", soft_wrap=True)
 
 
 @app.command()
@@ -62,22 +73,27 @@ def sample(
     municipalities: Annotated[int, typer.Option(help="How many municipalities.")] = 3,
     stations: Annotated[int, typer.Option(help="Stations per municipality.")] = 3,
     interval: Annotated[int, typer.Option(help="Seconds between online readings.")] = 60,
-    start: Annotated[str | None, typer.Option(help="First day (YYYY-MM-DD); default: `days` days ago.")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First day (YYYY-MM-DD); default: days ending two days ago.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 7,
-    inbox: Annotated[str | None, typer.Option(help="Inbox folder or s3:// URL; default: configured inbox.")] = None,
+    inbox: Annotated[
+        str | None, typer.Option(help="Inbox folder or s3:// URL; default: configured inbox.")
+    ] = None,
 ) -> None:
     """Write realistic synthetic input files (registry, readings, lab samples, labels) into the inbox."""
     summary = _generate_sample(days, municipalities, stations, interval, start, seed, inbox)
     console.print(f"wrote {summary.total_readings:,} readings for {len(summary.municipality_ids)} "
-                  f"municipalities into {summary.inbox_url}")
+                  f"municipalities into {summary.inbox_url}", soft_wrap=True)
 
 
 def _generate_sample(days, municipalities, stations, interval, start, seed, inbox):  # noqa: ANN001, ANN202
+    from tasks.calendar import finished_everywhere
     from tasks.sample import generate_sample
     from tasks.storage import ObjectStore, inbox_store
 
     store = ObjectStore(inbox) if inbox else inbox_store()
-    first_day = date.fromisoformat(start) if start else date.today() - timedelta(days=days)
+    first_day = date.fromisoformat(start) if start else finished_everywhere() - timedelta(days=days - 1)
     return generate_sample(
         store, start=first_day, days=days, municipalities=municipalities,
         stations_per_municipality=stations, interval_seconds=interval, seed=seed,
@@ -172,16 +188,16 @@ def bench(
 
 
 def _print_stages(summary: dict) -> None:
-    table = Table("stage", "items", "rows", "seconds", "rows/s", "failed")
-    for name, f in summary["stages"].items():
-        table.add_row(name, str(f["items"]), f"{f['rows']:,}", f"{f['seconds']:.2f}",
-                      f"{f['rows_per_second']:,.0f}" if f["rows_per_second"] else "-", str(f["failed"]))
-    console.print(table)
+    from tasks.pipeline import stage_table
+
+    console.print(stage_table(summary["stages"]))
 
 
 def quiet_prefect() -> None:
     """Keep Prefect's per-task INFO lines out of interactive output (set before Prefect loads)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The temporary server would otherwise try to send usage telemetry and log its failure offline.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,14 @@ import tempfile
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tasks.calendar import finished_everywhere
+from tasks.pipeline import stage_table
 from tasks.settings import get_settings, reset_settings
 
 
@@ -72,8 +72,8 @@ def _measure(n_readings: int, generate_sample, plan_for_readings) -> dict:  # no
     from tasks.storage import inbox_store
 
     upgrade()
-    day = date.today() - timedelta(days=1)
-    plan = plan_for_readings(n_readings)
+    day = finished_everywhere()
+    plan = plan_for_readings(n_readings, max_days=1)  # one nightly run sees every reading
     started = time.perf_counter()
     sample = generate_sample(inbox_store(), start=day, **plan)
     generate_seconds = time.perf_counter() - started
@@ -99,12 +99,6 @@ def _measure(n_readings: int, generate_sample, plan_for_readings) -> dict:  # no
 
 
 def print_bench(console: Console, figures: dict) -> None:
-    table = Table(title=f"{figures['readings']:,} readings on {figures['database']} ({figures['day']})")
-    for name in ("stage", "items", "rows", "seconds", "rows/s"):
-        table.add_column(name, justify="left" if name == "stage" else "right")
-    for name, f in figures["stages"].items():
-        rate = f.get("rows_per_second")
-        table.add_row(name, str(f["items"]), f"{f['rows']:,}", f"{f['seconds']:.2f}",
-                      f"{rate:,.0f}" if rate else "-")
-    console.print(table)
+    title = f"{figures['readings']:,} readings on {figures['database']} ({figures['day']})"
+    console.print(stage_table(figures["stages"], title=title))
     console.print(f"whole flow {figures['flow_seconds']:.1f} s, peak memory {figures['peak_rss_mb']:,.0f} MB")

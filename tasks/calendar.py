@@ -11,6 +11,11 @@ def yesterday(timezone: str) -> date:
     return datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)
 
 
+def finished_everywhere() -> date:
+    """The latest day that is over in every timezone (UTC-12 ends a UTC day twelve hours late)."""
+    return datetime.now(UTC).date() - timedelta(days=2)
+
+
 def local_day_bounds(day: date, timezone: str) -> tuple[datetime, datetime]:
     """The UTC instants [start, end) of `day` in `timezone`; 23 or 25 hours long on DST changes."""
     zone = ZoneInfo(timezone)

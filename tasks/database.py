@@ -105,6 +105,11 @@ def _to_db_frame(df: pl.DataFrame, sqlite: bool) -> pl.DataFrame:
     return df.with_columns(casts) if casts else df
 
 
+def _quoted(name: str) -> str:
+    """A column name quoted for both dialects (`window`, `hour`, `day` are reserved in some)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def bulk_insert(
     conn: Connection,
     table: str,
@@ -120,14 +125,16 @@ def bulk_insert(
     if df.is_empty():
         return 0
     columns = list(df.columns)
-    col_list = ", ".join(columns)
+    col_list = ", ".join(_quoted(c) for c in columns)
     if conflict_columns is None:
         conflict = ""
-    elif update_columns:
-        sets = ", ".join(f"{c} = excluded.{c}" for c in update_columns)
-        conflict = f" on conflict ({', '.join(conflict_columns)}) do update set {sets}"
     else:
-        conflict = f" on conflict ({', '.join(conflict_columns)}) do nothing"
+        keys = ", ".join(_quoted(c) for c in conflict_columns)
+        if update_columns:
+            sets = ", ".join(f"{_quoted(c)} = excluded.{_quoted(c)}" for c in update_columns)
+            conflict = f" on conflict ({keys}) do update set {sets}"
+        else:
+            conflict = f" on conflict ({keys}) do nothing"
     if is_postgres(conn):
         frame = _to_db_frame(df, sqlite=False)
         raw = conn.connection.driver_connection

@@ -6,6 +6,8 @@ from datetime import date
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from rich import box
+from rich.table import Table
 from sqlalchemy import select
 
 from tasks.calendar import yesterday
@@ -14,6 +16,18 @@ from tasks.models import Municipality
 from tasks.settings import get_settings, redact
 from tasks.stages import StageRun
 from tasks.webhooks.outbox import record_event
+
+
+def stage_table(stages: dict, title: str | None = None) -> Table:
+    """The stages of a run summary (or a benchmark) as a console table: units, rows, time, rate."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("stage", "units", "rows", "seconds", "rows/s", "failed"):
+        table.add_column(name, justify="left" if name == "stage" else "right")
+    for name, f in stages.items():
+        rate = f.get("rows_per_second")
+        table.add_row(name, str(f["items"]), f"{f['rows']:,}", f"{f['seconds']:.2f}",
+                      f"{rate:,.0f}" if rate else "-", str(f.get("failed", 0)))
+    return table
 
 
 def default_day() -> date:

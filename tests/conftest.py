@@ -13,6 +13,9 @@ from sqlalchemy.engine import make_url
 from tasks.database import _engine_for
 from tasks.settings import reset_settings
 
+# The test server must not try to send usage telemetry (no internet here; it logs the failure).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "WATERLINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -18,8 +18,10 @@ def _seed(conn) -> int:
     conn.execute(insert(Station).values(id="s1", municipality_id="m1", name="S1"))
     conn.execute(insert(Sensor).values(id="ph1", municipality_id="m1", station_id="s1",
                                        parameter="ph", unit="pH"))
-    return conn.execute(insert(IngestBatch).values(municipality_id="m1", source="x", checksum_sha256="0",
-                                                   file_format="csv", status="loaded")).inserted_primary_key[0]
+    batch = insert(IngestBatch).values(
+        municipality_id="m1", source="x", checksum_sha256="0", file_format="csv", status="loaded"
+    )
+    return conn.execute(batch).inserted_primary_key[0]
 
 
 def test_bulk_insert_skips_existing_keys_and_reads_back_utc(database):
@@ -36,7 +38,8 @@ def test_bulk_insert_skips_existing_keys_and_reads_back_utc(database):
     with begin() as conn:
         back = read_frame(
             conn,
-            "select sensor_id, observed_at, value from readings where municipality_id = :m order by observed_at",
+            "select sensor_id, observed_at, value from readings"
+            " where municipality_id = :m order by observed_at",
             {"m": "m1"},
             READING_SCHEMA,
         )

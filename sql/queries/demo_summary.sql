@@ -1,15 +1,15 @@
--- Per municipality, what the nightly run produced for :day (the demo's closing table).
+-- Per municipality, what the nightly run produced for the given day (the demo's closing table).
 with
-readings as (
+reading_counts as (
     select municipality_id, count(*) as readings from readings group by municipality_id
 ),
-quarantine as (
+quarantine_counts as (
     select municipality_id, count(*) as quarantined from quarantined_rows group by municipality_id
 ),
-incidents as (
+incident_counts as (
     select municipality_id, count(*) as incidents from incidents group by municipality_id
 ),
-compliance as (
+compliance_counts as (
     select
         municipality_id,
         sum(case when status = 'COMPLIANT' then 1 else 0 end) as compliant,
@@ -19,11 +19,11 @@ compliance as (
     where period_start = :day
     group by municipality_id
 ),
-reports as (
+report_counts as (
     select municipality_id, count(*) as reports from reports where period_start = :day
     group by municipality_id
 ),
-events as (
+event_counts as (
     select municipality_id, count(*) as webhook_events from webhook_events group by municipality_id
 ),
 final as (
@@ -38,11 +38,11 @@ final as (
         coalesce(p.reports, 0) as reports,
         coalesce(e.webhook_events, 0) as webhook_events
     from municipalities as m
-    left join readings as r on r.municipality_id = m.id
-    left join quarantine as q on q.municipality_id = m.id
-    left join incidents as i on i.municipality_id = m.id
-    left join compliance as c on c.municipality_id = m.id
-    left join reports as p on p.municipality_id = m.id
-    left join events as e on e.municipality_id = m.id
+    left join reading_counts as r on r.municipality_id = m.id
+    left join quarantine_counts as q on q.municipality_id = m.id
+    left join incident_counts as i on i.municipality_id = m.id
+    left join compliance_counts as c on c.municipality_id = m.id
+    left join report_counts as p on p.municipality_id = m.id
+    left join event_counts as e on e.municipality_id = m.id
 )
 select * from final order by municipality_id

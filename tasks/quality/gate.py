@@ -191,7 +191,7 @@ def json_safe(raw: pl.DataFrame) -> pl.DataFrame:
 def json_text(expr: pl.Expr) -> pl.Expr:
     """Any expression as JSON text (Polars encodes structs; wrap, encode, unwrap)."""
     encoded = pl.struct(expr.alias("v")).struct.json_encode()
-    return encoded.str.slice(5, encoded.str.len_bytes() - 6)
+    return encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
 
 
 def raw_rows(raw: pl.DataFrame, row_numbers: pl.DataFrame) -> pl.DataFrame:

@@ -293,15 +293,16 @@ def generate_sample(
     )
 
 
-def plan_for_readings(n_readings: int, interval_seconds: int = 60) -> dict:
+def plan_for_readings(n_readings: int, interval_seconds: int = 60, max_days: int | None = None) -> dict:
     """`generate_sample` arguments that write about `n_readings` good online readings (within ~1%).
 
     Among plans that close, prefers at least three municipalities, at most six stations each and
-    up to a week of days. About 1.5% of the scheduled readings are lost to outages and dropped
+    up to a week of days (or `max_days`). About 1.5% of the scheduled readings are lost to outages and dropped
     minutes, which the plan allows for; `generate_sample` reports the exact count.
     """
     per_station_day = EXPECTED_YIELD * len(ONLINE_PARAMETERS) * 86400 / interval_seconds
-    max_days = 7 if n_readings <= 12 * 50 * 7 * per_station_day else 366
+    if max_days is None:
+        max_days = 7 if n_readings <= 12 * 50 * 7 * per_station_day else 366
     min_towns = 3 if n_readings >= 3 * per_station_day else 1
     best: tuple | None = None
     for towns in range(min_towns, 13):

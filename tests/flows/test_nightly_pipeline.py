@@ -4,6 +4,7 @@ HTTP receiver that verifies every webhook with the `standardwebhooks` package.""
 from __future__ import annotations
 
 import email
+import socket
 import threading
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,13 +36,19 @@ class _Mailbox:
         return "250 OK"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture
 def smtp_server(monkeypatch):
     mailbox = _Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=0)
+    controller = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
     controller.start()
     monkeypatch.setenv("WATERLINE_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("WATERLINE_SMTP_PORT", str(controller.server.sockets[0].getsockname()[1]))
+    monkeypatch.setenv("WATERLINE_SMTP_PORT", str(controller.port))
     monkeypatch.setenv("WATERLINE_SMTP_SECURITY", "none")
     reset_settings()
     yield mailbox

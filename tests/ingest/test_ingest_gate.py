@@ -1,5 +1,6 @@
 """The gate on frames alone: Polars prepares, GX judges, reasons read like sentences."""
 
+import json
 from datetime import UTC, datetime
 
 import polars as pl
@@ -186,3 +187,9 @@ def test_json_text_encodes_lists_and_escapes_quotes():
         '["a","b \\"c\\""]',
         "[]",
     ]
+
+
+def test_json_text_keeps_multibyte_text_whole():
+    frame = pl.DataFrame({"unit": ["µS/cm"], "site": ["Zürich-Süd"]})
+    encoded = frame.select(json_text(pl.struct("unit", "site"))).item()
+    assert json.loads(encoded) == {"unit": "µS/cm", "site": "Zürich-Süd"}

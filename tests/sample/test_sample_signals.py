@@ -285,3 +285,10 @@ def test_generated_count_follows_the_plan(tmp_path):
     plan = plan_for_readings(60_000, interval_seconds=300)
     summary = generate_sample(ObjectStore(str(tmp_path)), start=START - timedelta(days=30), **plan)
     assert abs(summary.readings - 60_000) < 0.02 * 60_000
+
+
+def test_plan_for_one_day_puts_every_reading_on_that_day():
+    plan = plan_for_readings(1_000_000, max_days=1)
+    scheduled = plan["municipalities"] * plan["stations_per_municipality"] * 7 * 1440
+    assert plan["days"] == 1
+    assert abs(0.985 * scheduled - 1_000_000) <= 0.02 * 1_000_000
