@@ -6,7 +6,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.ingest import ingest_municipality, sync_registries
-from tasks.pipeline import publish_run_summary, record_pipeline_failure
+from tasks.pipeline import plan_days, publish_run_summary, record_pipeline_failure
 from tasks.stages import run_stage
 
 
@@ -17,6 +17,6 @@ from tasks.stages import run_stage
 )
 def hourly_ingest() -> dict:
     """Apply registry changes and load every pending inbox file, one task per municipality."""
-    municipalities = sync_registries()
-    ingest = run_stage("ingest", ingest_municipality, municipalities)
+    sync_registries()
+    ingest = run_stage("ingest", ingest_municipality, list(plan_days()))
     return publish_run_summary(None, [ingest])

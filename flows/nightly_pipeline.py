@@ -12,7 +12,7 @@ from tasks.anomalies import detect_anomalies
 from tasks.compliance import judge_compliance
 from tasks.ingest import ingest_municipality, sync_registries
 from tasks.maintenance import score_sensor_health
-from tasks.pipeline import default_day, publish_run_summary, record_pipeline_failure
+from tasks.pipeline import plan_days, publish_run_summary, record_pipeline_failure
 from tasks.reports import email_daily_report, write_daily_reports
 from tasks.stages import run_stage
 from tasks.webhooks.delivery import deliver_endpoint, due_subscription_ids
@@ -25,18 +25,23 @@ from tasks.webhooks.delivery import deliver_endpoint, due_subscription_ids
     on_crashed=[record_pipeline_failure],
 )
 def nightly_pipeline(day: date | None = None) -> dict:
-    """Ingest, check, judge and report one day of readings for every municipality, then notify."""
-    day = day or default_day()
-    municipalities = sync_registries()
+    """Ingest, check, judge and report one day of readings for every municipality, then notify.
+
+    Without `day`, each municipality gets its own yesterday: at 02:30 UTC that is the 26th in
+    Berlin but the 25th in Chicago, whose 26th is not over yet.
+    """
+    sync_registries()
+    days = plan_days(day)
+    municipalities = list(days)
 
     ingest = run_stage("ingest", ingest_municipality, municipalities)
     loaded = ingest.succeeded(municipalities)
-    aggregate = run_stage("aggregate", compute_aggregates, loaded, day)
-    anomalies = run_stage("detect_anomalies", detect_anomalies, aggregate.succeeded(loaded), day)
-    maintenance = run_stage("score_sensors", score_sensor_health, loaded, day)
-    compliance = run_stage("judge_compliance", judge_compliance, aggregate.succeeded(loaded), day)
-    reports = run_stage("write_reports", write_daily_reports, compliance.succeeded(loaded), day)
-    emails = run_stage("email_reports", email_daily_report, reports.succeeded(loaded), day)
+    aggregate = run_stage("aggregate", compute_aggregates, loaded, days)
+    anomalies = run_stage("detect_anomalies", detect_anomalies, aggregate.succeeded(loaded), days)
+    maintenance = run_stage("score_sensors", score_sensor_health, loaded, days)
+    compliance = run_stage("judge_compliance", judge_compliance, aggregate.succeeded(loaded), days)
+    reports = run_stage("write_reports", write_daily_reports, compliance.succeeded(loaded), days)
+    emails = run_stage("email_reports", email_daily_report, reports.succeeded(loaded), days)
     webhooks = run_stage("deliver_webhooks", deliver_endpoint, due_subscription_ids())
 
     return publish_run_summary(

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 
-def yesterday(timezone: str) -> date:
+def yesterday(timezone: str, now: datetime | None = None) -> date:
     """Yesterday's date in `timezone` (the default day of a nightly run)."""
-    return datetime.now(ZoneInfo(timezone)).date() - timedelta(days=1)
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(timezone)).date() - timedelta(days=1)
 
 
 def finished_everywhere() -> date:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tasks.calendar import yesterday
 from tasks.database import begin
 from tasks.models import Municipality
-from tasks.settings import get_settings, redact
+from tasks.settings import redact
 from tasks.stages import StageRun
 from tasks.webhooks.outbox import record_event
 
@@ -30,9 +30,12 @@ def stage_table(stages: dict, title: str | None = None) -> Table:
     return table
 
 
-def default_day() -> date:
-    """Yesterday in the configured default timezone."""
-    return yesterday(get_settings().default_timezone)
+@task(name="plan_days", task_run_name="plan-days")
+def plan_days(day: date | None = None, now: datetime | None = None) -> dict[str, date]:
+    """Every registered municipality and its day to process: `day`, or yesterday in its own timezone."""
+    with begin() as conn:
+        zones = conn.execute(select(Municipality.id, Municipality.timezone).order_by(Municipality.id)).all()
+    return {municipality_id: day or yesterday(zone, now) for municipality_id, zone in zones}
 
 
 def summarize(day: date | None, stages: list[StageRun]) -> dict:
@@ -66,7 +69,8 @@ def publish_run_summary(day: date | None, stages: list[StageRun]) -> dict:
          **{f"total {k}": v for k, v in figures["totals"].items()}}
         for name, figures in summary["stages"].items()
     ]
-    create_table_artifact(key="run-figures", table=rows, description=f"Figures for {day or 'this run'}")
+    period = day or "each municipality's yesterday"
+    create_table_artifact(key="run-figures", table=rows, description=f"Figures for {period}")
     logger = get_run_logger()
     for name, figures in summary["stages"].items():
         logger.info(

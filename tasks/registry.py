@@ -7,12 +7,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, EmailStr, Field, field_validator
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tasks.audit import record_audit
 from tasks.models import Municipality, Sensor, Station
 from tasks.parameters import parameter
+from tasks.settings import get_settings
 
 REGISTRY_FILE = "registry.yaml"
 
@@ -54,7 +55,7 @@ class StationSpec(BaseModel):
 class MunicipalitySpec(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     name: str
-    timezone: str = "UTC"
+    timezone: str = Field(default_factory=lambda: get_settings().default_timezone)
     standards: list[str] = Field(default_factory=lambda: ["WHO"])
     regulator_emails: list[EmailStr] = Field(default_factory=list)
 
@@ -89,28 +90,20 @@ def apply_registry(conn: Connection, spec: RegistrySpec, actor: str = "registry"
     A station or sensor id that already belongs to another municipality is refused.
     """
     m = spec.municipality
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     _refuse_foreign_ids(conn, spec)
-    conn.execute(
-        insert(Municipality)
-        .values(id=m.id, name=m.name, timezone=m.timezone, standards=m.standards,
-                regulator_emails=list(m.regulator_emails), created_at=datetime.now(UTC))
-        .on_conflict_do_update(
-            index_elements=["id"],
-            set_={"name": m.name, "timezone": m.timezone, "standards": m.standards,
-                  "regulator_emails": list(m.regulator_emails)},
-        )
-    )
+    changed = {"municipality": 0, "stations": 0, "sensors": 0}
+    municipality = {"name": m.name, "timezone": m.timezone, "standards": m.standards,
+                    "regulator_emails": list(m.regulator_emails)}
+    changed["municipality"] += _upsert(conn, Municipality, m.id, municipality,
+                                       created_at=datetime.now(UTC))
     for st in spec.stations:
-        values = {"name": st.name, "latitude": st.latitude, "longitude": st.longitude}
-        conn.execute(
-            insert(Station)
-            .values(id=st.id, municipality_id=m.id, **values)
-            .on_conflict_do_update(index_elements=["id"], set_=values)
-        )
+        station = {"municipality_id": m.id, "name": st.name, "latitude": st.latitude,
+                   "longitude": st.longitude}
+        changed["stations"] += _upsert(conn, Station, st.id, station)
         for se in st.sensors:
             catalog_entry = parameter(se.parameter)
-            values = {
+            sensor = {
+                "municipality_id": m.id,
                 "station_id": st.id,
                 "parameter": se.parameter,
                 "unit": catalog_entry.unit,
@@ -122,16 +115,26 @@ def apply_registry(conn: Connection, spec: RegistrySpec, actor: str = "registry"
                 "last_calibrated_at": se.last_calibrated_at,
                 "active": se.active,
             }
-            conn.execute(
-                insert(Sensor)
-                .values(id=se.id, municipality_id=m.id, **values)
-                .on_conflict_do_update(index_elements=["id"], set_=values)
-            )
-    record_audit(conn, municipality_id=m.id, actor=actor, action="registry.applied",
-                 entity_type="municipality", entity_id=m.id,
-                 details={"stations": len(spec.stations),
-                          "sensors": sum(len(s.sensors) for s in spec.stations)})
+            changed["sensors"] += _upsert(conn, Sensor, se.id, sensor)
+    if any(changed.values()):  # re-applying an unchanged registry (every hourly run) leaves no trace
+        record_audit(conn, municipality_id=m.id, actor=actor, action="registry.applied",
+                     entity_type="municipality", entity_id=m.id,
+                     details={"stations": len(spec.stations),
+                              "sensors": sum(len(s.sensors) for s in spec.stations),
+                              "changed": changed})
     return m.id
+
+
+def _upsert(conn: Connection, model, id_: str, values: dict, **on_insert) -> int:  # noqa: ANN001
+    """Insert a row or update it where a value differs; 1 if anything was written, else 0."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(model).values(id=id_, **values, **on_insert)
+    table = model.__table__
+    differs = or_(*(table.c[k].is_distinct_from(statement.excluded[k]) for k in values))
+    statement = statement.on_conflict_do_update(
+        index_elements=["id"], set_=values, where=differs
+    ).returning(table.c.id)
+    return len(conn.execute(statement).all())
 
 
 def _refuse_foreign_ids(conn: Connection, spec: RegistrySpec) -> None:

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_region: str | None = None
 
-    default_timezone: str = Field("UTC", description="Timezone of the nightly day when none is given.")
+    default_timezone: str = Field("UTC", description="Timezone of a municipality whose registry names none.")
     clock_skew_seconds: int = Field(300, description="How far in the future a reading may be stamped.")
 
     smtp_host: str | None = Field(None, description="SMTP server; unset writes .eml files instead.")

@@ -32,7 +32,6 @@ def stage(name: str, municipality_id: str | None = None):
         result.seconds = round(time.perf_counter() - started, 4)
 
 
-
 @dataclass
 class StageRun:
     """One stage over many items: each item's figures, the items that failed and why, wall time."""
@@ -54,13 +53,16 @@ class StageRun:
 def run_stage(name: str, task, items: list, *args) -> StageRun:  # noqa: ANN001
     """Run one Prefect task per item (a municipality, an endpoint) concurrently and wait for all.
 
-    A failed item is recorded with its reason and left out of later stages; the others go on.
+    Each of `args` goes to every task as it is, except a dict, which gives each item its own
+    value (`{municipality: day}`). A failed item is recorded with its reason and left out of later
+    stages; the others go on.
     """
     from prefect import unmapped
 
     run = StageRun(stage=name)
     started = time.perf_counter()
-    futures = task.map(items, *(unmapped(a) for a in args)) if items else []
+    mapped = [[a[item] for item in items] if isinstance(a, dict) else unmapped(a) for a in args]
+    futures = task.map(items, *mapped) if items else []
     for item, future in zip(items, futures, strict=True):
         future.wait()
         state = future.state

@@ -21,19 +21,24 @@ def test_registry_creates_then_updates_without_duplicates(database):
     with begin() as conn:
         apply_registry(conn, parse_registry(RIVERTON))
     with begin() as conn:
+        apply_registry(conn, parse_registry(RIVERTON))  # unchanged: no audit line
+    with begin() as conn:
         apply_registry(conn, parse_registry(RIVERTON.replace("name: Riverton,", "name: Riverton City,")))
     with begin() as conn:
         municipality = conn.execute(select(Municipality.name, Municipality.timezone)).one()
         sensors = conn.execute(
             select(Sensor.id, Sensor.unit, Sensor.valid_min, Sensor.valid_max).order_by(Sensor.id)
         ).all()
-        audits = conn.execute(select(AuditLog.action)).scalars().all()
+        audits = conn.execute(select(AuditLog.action, AuditLog.details).order_by(AuditLog.id)).all()
     assert tuple(municipality) == ("Riverton City", "America/Chicago")
     assert [tuple(s) for s in sensors] == [
         ("riverton-plant-ph", "pH", 0.0, 14.0),
         ("riverton-plant-turbidity", "NTU", 0.0, 50.0),
     ]
-    assert audits == ["registry.applied", "registry.applied"]
+    assert [(action, details["changed"]) for action, details in audits] == [
+        ("registry.applied", {"municipality": 1, "stations": 1, "sensors": 2}),
+        ("registry.applied", {"municipality": 1, "stations": 0, "sensors": 0}),
+    ]
 
 
 def test_registry_refuses_another_municipalitys_sensor(database):

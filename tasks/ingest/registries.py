@@ -57,7 +57,11 @@ def apply_registries(store: ObjectStore) -> list[str]:
     for municipality_id in folders:
         apply_folder_registry(store, municipality_id)
     with begin() as conn:
-        return registered_municipalities(conn, folders)
+        registered = registered_municipalities(conn, folders)
+    for folder in sorted(set(folders) - set(registered)):
+        log.warning("inbox folder %r is not a registered municipality: put a valid %s in it; "
+                    "its files wait until then", folder, REGISTRY_FILE)
+    return registered
 
 
 def require_municipality(municipality_id: str) -> None:
