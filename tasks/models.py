@@ -151,6 +151,48 @@ class Reading(Base):
     __table_args__ = (Index("ix_readings_municipality_observed", "municipality_id", "observed_at"),)
 
 
+class ReadingRevision(Base):
+    """A value that a later batch replaced: the old value is kept here, the new one is current."""
+
+    __tablename__ = "reading_revisions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = tenant_column()
+    sensor_id: Mapped[str] = mapped_column(ForeignKey("sensors.id"))
+    observed_at: Mapped[datetime] = mapped_column()
+    old_value: Mapped[float] = mapped_column(Float)
+    new_value: Mapped[float] = mapped_column(Float)
+    old_batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batches.id"))
+    new_batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batches.id"))
+    revised_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_reading_revisions_sensor_observed", "sensor_id", "observed_at"),)
+
+
+class StaleBucket(Base):
+    """An aggregate bucket that late data reached after it was computed; the next run recomputes it."""
+
+    __tablename__ = "stale_buckets"
+
+    sensor_id: Mapped[str] = mapped_column(ForeignKey("sensors.id"), primary_key=True)
+    resolution: Mapped[str] = mapped_column(String(8), primary_key=True)  # hour | day
+    bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
+    municipality_id: Mapped[str] = tenant_column()
+    batch_id: Mapped[int] = mapped_column(ForeignKey("ingest_batches.id"))  # the batch that came late
+    marked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SourceCursor(Base):
+    """Where a pulled source (an HTTP API) stopped, so the next run continues from there."""
+
+    __tablename__ = "source_cursors"
+
+    municipality_id: Mapped[str] = mapped_column(ForeignKey("municipalities.id"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Aggregate(Base):
     __tablename__ = "aggregates"
 

@@ -60,3 +60,14 @@ def test_audit_log_refuses_changes(database):
     with pytest.raises(Exception, match="append-only"):
         with begin() as conn:
             conn.execute(text("update audit_log set actor = 'someone else'"))
+
+
+def test_migrations_build_exactly_the_models(database):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tasks.models import Base
+
+    with begin() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert differences == []
