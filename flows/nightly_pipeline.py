@@ -15,7 +15,7 @@ from tasks.maintenance import score_sensor_health
 from tasks.pipeline import plan_days, publish_run_summary, record_pipeline_failure
 from tasks.reports import email_daily_report, write_daily_reports
 from tasks.stages import run_stage
-from tasks.webhooks.delivery import deliver_endpoint, due_subscription_ids
+from tasks.webhooks.delivery import deliver_endpoint, find_due_endpoints
 
 
 @flow(
@@ -42,7 +42,7 @@ def nightly_pipeline(day: date | None = None) -> dict:
     compliance = run_stage("judge_compliance", judge_compliance, aggregate.succeeded(loaded), days)
     reports = run_stage("write_reports", write_daily_reports, compliance.succeeded(loaded), days)
     emails = run_stage("email_reports", email_daily_report, reports.succeeded(loaded), days)
-    webhooks = run_stage("deliver_webhooks", deliver_endpoint, due_subscription_ids())
+    webhooks = run_stage("deliver_webhooks", deliver_endpoint, find_due_endpoints())
 
     return publish_run_summary(
         day, [ingest, aggregate, anomalies, maintenance, compliance, reports, emails, webhooks]

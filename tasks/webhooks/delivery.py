@@ -40,7 +40,13 @@ from tasks.webhooks.subscriptions import SubscriptionError
 
 CHUNK_PER_SLOT = 8  # a claim takes concurrency x 8 deliveries
 
-__all__ = ["deliver_endpoint", "deliver_subscription", "due_subscription_ids", "send_test_event"]
+__all__ = [
+    "deliver_endpoint",
+    "deliver_subscription",
+    "due_subscription_ids",
+    "find_due_endpoints",
+    "send_test_event",
+]
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -135,6 +141,12 @@ def deliver_subscription(subscription_id: int) -> dict:
         result.rows = totals["attempts"]
         result.details = totals
     return result.as_dict()
+
+
+@task(name="find_due_endpoints", task_run_name="find-due-endpoints")
+def find_due_endpoints() -> list[int]:
+    """The subscriptions that have webhook deliveries due now, one delivery task each."""
+    return due_subscription_ids()
 
 
 @task(name="deliver_endpoint", task_run_name="deliver-webhooks-{subscription_id}")
