@@ -29,6 +29,10 @@ class ExpectationCrashed(RuntimeError):
     """An expectation raised instead of judging the data: a bug in the suite or the frame."""
 
 
+class FrameRejected(RuntimeError):
+    """A table-level expectation (columns, types) failed: the frame, not a row, is wrong."""
+
+
 @dataclass(frozen=True)
 class SuiteOutcome:
     """Which rows failed which check, plus the figures GX reports."""
@@ -69,7 +73,8 @@ def run_suite(frame: pl.DataFrame, suite_name: str, parameters: dict | None = No
     """Validate `frame` (which must have a unique `row_number` column) against a stored suite.
 
     Runs with result_format COMPLETE so every failing row of every expectation is reported.
-    Raises `ExpectationCrashed` if any expectation raised an exception.
+    Raises `ExpectationCrashed` if any expectation raised an exception, and `FrameRejected` if an
+    expectation about the whole table (columns, types) failed, since no row could be blamed.
     """
     suite = _suite(suite_name)
     batch_definition = _batch_definition()  # the first call of a process imports GX (~2.5 s)
@@ -91,6 +96,11 @@ def run_suite(frame: pl.DataFrame, suite_name: str, parameters: dict | None = No
         config = item.expectation_config
         _raise_if_crashed(config.type, item.exception_info)
         check = config.meta.get("check", config.type)
+        if not item.success and "unexpected_index_list" not in item.result:
+            raise FrameRejected(
+                f"expectation {config.type} ({check}) failed on the whole frame: "
+                f"{item.result.get('observed_value')!r}"
+            )
         failing = _failing_row_numbers(item.result)
         summaries.append(
             {

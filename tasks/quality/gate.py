@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from threading import Lock
 
 import polars as pl
 
 from tasks.parameters import catalog
 from tasks.quality.expectations import ROW_NUMBER, run_suite
 from tasks.quality.reasons import explain_failures
+from tasks.quality.units import conversion
 
 SUITE = "readings_long"
 REQUIRED_COLUMNS = ("sensor_id", "observed_at", "value", "unit")
@@ -35,7 +37,11 @@ GX_COLUMNS = (
     "sensor_id",
     "unit",
     "observed_at_us",
-    "value",
+    "is_observed_at_readable",
+    "is_local_time_existing",
+    "is_local_time_unambiguous",
+    "is_value_number",
+    "is_value_finite",
     "value_canonical",
     "is_known_sensor",
     "is_unit_accepted",
@@ -43,6 +49,8 @@ GX_COLUMNS = (
     "valid_max",
     "installed_at_us",
 )
+
+_CONVERSIONS_LOCK = Lock()
 
 
 @dataclass(frozen=True)
@@ -58,20 +66,48 @@ class GateResult:
         return self.readings.height + self.quarantined.height
 
 
-@lru_cache(maxsize=1)
-def unit_conversions() -> pl.DataFrame:
-    """Every accepted (parameter, unit) with its factor to the canonical unit.
+# Times written without an offset: ISO-8601 wall-clock times, read in the source's timezone.
+NAIVE_TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+)
 
-    The aliases accepted today (FNU=NTU, µS/cm=uS/cm, °C=degC, µg/L=ug/L) are all factor 1;
-    real conversions (pint) come later and only change this table.
+
+def unit_conversions() -> pl.DataFrame:
+    """The (parameter, unit) -> factor, offset table, built once per process (thread-safe)."""
+    with _CONVERSIONS_LOCK:
+        return _unit_conversions()
+
+
+@lru_cache(maxsize=1)
+def _unit_conversions() -> pl.DataFrame:
+    """Every accepted (parameter, unit spelling) with factor and offset to the canonical unit.
+
+    pint computes each entry once (tasks/quality/units.py); the gate joins this small table and
+    converts the whole value column as `value * factor + offset`.
     """
-    rows = [
-        {"parameter": p.name, "unit": unit, "factor": 1.0}
-        for p in catalog().values()
-        for unit in p.accepted_units
-    ]
+    rows = []
+    for p in catalog().values():
+        for unit in p.accepted_units:
+            converted = conversion(unit, p.unit)
+            rows.append(
+                {
+                    "parameter": p.name,
+                    "unit": unit,
+                    "factor": converted.factor,
+                    "offset": converted.offset,
+                }
+            )
     return pl.DataFrame(
-        rows, schema={"parameter": pl.String, "unit": pl.String, "factor": pl.Float64}
+        rows,
+        schema={
+            "parameter": pl.String,
+            "unit": pl.String,
+            "factor": pl.Float64,
+            "offset": pl.Float64,
+        },
     )
 
 
@@ -97,26 +133,54 @@ def parameter_limits() -> pl.DataFrame:
     )
 
 
-def parse_observed_at(name: str, dtype: pl.DataType) -> pl.Expr:
-    """ISO-8601 text with an offset (or a zoned timestamp) as UTC; anything else becomes null."""
+def parse_observed_at(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """(time with an offset as UTC, wall-clock time written without one); null where not that.
+
+    ISO-8601 text with an offset or Z, and zoned timestamps, are exact instants. Text without an
+    offset and naive timestamps are wall-clock times, placed in the source's timezone later.
+    """
     col = pl.col(name)
+    no_time = pl.lit(None, dtype=pl.Datetime("us"))
     if dtype == pl.String:
-        return col.str.strip_chars().str.to_datetime(
-            format="%+", time_zone="UTC", time_unit="us", strict=False
+        text = col.str.strip_chars()
+        exact = text.str.to_datetime(format="%+", time_zone="UTC", time_unit="us", strict=False)
+        # Only rows without an offset are read again (null input costs next to nothing).
+        rest = pl.when(exact.is_null()).then(text)
+        wall = pl.coalesce(
+            [
+                rest.str.to_datetime(format=fmt, time_unit="us", strict=False)
+                for fmt in NAIVE_TIME_FORMATS
+            ]
         )
+        return exact, wall
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        return col.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
-    # A naive timestamp says nothing about its zone: refused like text without an offset.
-    return pl.lit(None, dtype=pl.Datetime("us", "UTC"))
+        return col.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC")), no_time
+    if isinstance(dtype, pl.Datetime):
+        return pl.lit(None, dtype=pl.Datetime("us", "UTC")), col.cast(pl.Datetime("us"))
+    return pl.lit(None, dtype=pl.Datetime("us", "UTC")), no_time
 
 
-def parse_value(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A finite float, or null for text that is not a number, NaN and infinities."""
+def place_local_time(wall: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(UTC instant, exists?, unambiguous?) of a wall-clock time in `timezone`, columnar.
+
+    A time in the spring-forward gap does not exist and one in the fall-back fold exists twice:
+    neither gets an instant (no silent shift); the two flags say which, and are null where they
+    do not apply (no wall-clock time, or a time already found not to exist).
+    """
+    earliest = wall.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+    single = wall.dt.replace_time_zone(timezone, ambiguous="null", non_existent="null")
+    instant = single.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
+    exists = pl.when(wall.is_not_null()).then(earliest.is_not_null())
+    unambiguous = pl.when(earliest.is_not_null()).then(single.is_not_null())
+    return instant, exists, unambiguous
+
+
+def parse_number(name: str, dtype: pl.DataType) -> pl.Expr:
+    """The value as a float (NaN and infinities included), or null for text that is no number."""
     col = pl.col(name)
     if dtype == pl.String:
         col = col.str.strip_chars()
-    number = col.cast(pl.Float64, strict=False)
-    return pl.when(number.is_finite()).then(number).otherwise(None)
+    return col.cast(pl.Float64, strict=False)
 
 
 def _clean_text(name: str) -> pl.Expr:
@@ -124,21 +188,44 @@ def _clean_text(name: str) -> pl.Expr:
     return pl.when(text.str.len_chars() > 0).then(text).otherwise(None)
 
 
-def prepare_readings(raw: pl.DataFrame, sensors: pl.DataFrame) -> pl.DataFrame:
+def prepare_readings(
+    raw: pl.DataFrame, sensors: pl.DataFrame, *, timezone: str = "UTC"
+) -> pl.DataFrame:
     """Parse the four long-format columns and join this municipality's sensors and the catalog.
 
     `raw` keeps whatever the file held (text for CSV, typed columns for Parquet); the result adds
     `row_number` (1-based, file order) and the derived columns the suite judges. Only sensors in
     `sensors` (this municipality's) are known: another tenant's sensor id is unknown here.
+    Times written without an offset are wall-clock times in `timezone` (the source's zone).
     """
     schema = raw.schema
+    missing = [name for name in REQUIRED_COLUMNS if name not in schema]
+    if missing:
+        raise ValueError(f"missing required column(s): {', '.join(missing)}")
+    exact, wall = parse_observed_at("observed_at", schema["observed_at"])
+    number = parse_number("value", schema["value"])
     parsed = raw.select(
         _clean_text("sensor_id").alias("sensor_id"),
         _clean_text("unit").alias("unit"),
-        parse_observed_at("observed_at", schema["observed_at"]).alias("observed_at"),
-        parse_value("value", schema["value"]).alias("value"),
+        exact.alias("observed_at_exact"),
+        wall.alias("observed_at_local"),
+        number.alias("value_number"),
         pl.col("observed_at").cast(pl.String).alias("observed_at_text"),
         pl.col("value").cast(pl.String).alias("value_text"),
+    )
+    local_instant, local_exists, local_unambiguous = place_local_time(
+        pl.col("observed_at_local"), timezone
+    )
+    number = pl.col("value_number")
+    parsed = parsed.with_columns(
+        observed_at=pl.coalesce("observed_at_exact", local_instant),
+        is_observed_at_readable=pl.col("observed_at_exact").is_not_null()
+        | pl.col("observed_at_local").is_not_null(),
+        is_local_time_existing=local_exists,
+        is_local_time_unambiguous=local_unambiguous,
+        is_value_number=number.is_not_null(),
+        is_value_finite=pl.when(number.is_not_null()).then(number.is_finite()),
+        value=pl.when(number.is_finite()).then(number),
     )
     parsed = parsed.with_row_index(ROW_NUMBER, offset=1).with_columns(
         pl.col(ROW_NUMBER).cast(pl.Int64)
@@ -163,7 +250,7 @@ def prepare_readings(raw: pl.DataFrame, sensors: pl.DataFrame) -> pl.DataFrame:
         is_unit_accepted=pl.when(is_known & pl.col("unit").is_not_null()).then(
             pl.col("factor").is_not_null()
         ),
-        value_canonical=pl.col("value") * pl.col("factor"),
+        value_canonical=pl.col("value") * pl.col("factor") + pl.col("offset"),
         valid_min=pl.coalesce("valid_min", "catalog_min"),
         valid_max=pl.coalesce("valid_max", "catalog_max"),
         observed_at_us=pl.col("observed_at").dt.epoch("us"),
@@ -213,9 +300,13 @@ def check_readings(
     municipality_id: str,
     now: datetime,
     clock_skew_seconds: int,
+    timezone: str = "UTC",
 ) -> GateResult:
-    """Run the gate on one whole file: readings that pass, rows quarantined with their reasons."""
-    prepared = prepare_readings(raw, sensors)
+    """Run the gate on one whole file: readings that pass, rows quarantined with their reasons.
+
+    `timezone` is the source's zone, used for times written without an offset.
+    """
+    prepared = prepare_readings(raw, sensors, timezone=timezone)
     latest = now + timedelta(seconds=clock_skew_seconds)
     outcome = run_suite(
         prepared.select(GX_COLUMNS),
@@ -226,7 +317,11 @@ def check_readings(
         prepared.select(ROW_NUMBER, "is_later_copy"), on=ROW_NUMBER, how="left"
     ).filter((pl.col("check") != "duplicate") | pl.col("is_later_copy"))
     reasons = explain_failures(
-        prepared, failures, municipality_id=municipality_id, clock_skew_seconds=clock_skew_seconds
+        prepared,
+        failures,
+        municipality_id=municipality_id,
+        clock_skew_seconds=clock_skew_seconds,
+        timezone=timezone,
     )
     quarantined = reasons.join(raw_rows(raw, reasons.select(ROW_NUMBER)), on=ROW_NUMBER).select(
         ROW_NUMBER, "raw", "reasons"

@@ -10,7 +10,10 @@ from tasks.quality.expectations import ROW_NUMBER
 CHECKS = (
     "sensor_id_missing",
     "observed_at_invalid",
+    "local_time_nonexistent",
+    "local_time_ambiguous",
     "value_invalid",
+    "value_not_finite",
     "unit_missing",
     "sensor_unknown",
     "duplicate",
@@ -23,7 +26,8 @@ REASONS_SCHEMA = {ROW_NUMBER: pl.Int64, "reasons": pl.List(pl.String)}
 
 
 def number_text(expr: pl.Expr) -> pl.Expr:
-    """A float as short text: 14.0 -> "14", 17.25 -> "17.25"."""
+    """A float as short text: 14.0 -> "14", 17.25 -> "17.25", 65.55555555554 -> "65.55555556"."""
+    expr = expr.round_sig_figs(10)  # converted values carry float noise in their last digits
     whole = (expr == expr.floor()) & (expr.abs() < 1e15)
     return pl.when(whole).then(expr.cast(pl.Int64).cast(pl.String)).otherwise(expr.cast(pl.String))
 
@@ -32,9 +36,22 @@ def time_text(expr: pl.Expr) -> pl.Expr:
     return expr.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def reason_text(municipality_id: str, clock_skew_seconds: int) -> pl.Expr:
+def local_time_text(expr: pl.Expr) -> pl.Expr:
+    """A wall-clock time as written for people: 2026-03-29T02:30, seconds only when present."""
+    whole_second = expr.dt.microsecond() == 0
+    return (
+        pl.when(whole_second & (expr.dt.second() == 0))
+        .then(expr.dt.strftime("%Y-%m-%dT%H:%M"))
+        .when(whole_second)
+        .then(expr.dt.strftime("%Y-%m-%dT%H:%M:%S"))
+        .otherwise(expr.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f").str.strip_chars_end("0"))
+    )
+
+
+def reason_text(municipality_id: str, clock_skew_seconds: int, timezone: str = "UTC") -> pl.Expr:
     """One human sentence per (row, check), from the prepared columns of that row."""
     check = pl.col("check")
+    local_time = local_time_text(pl.col("observed_at_local"))
     low, high = number_text(pl.col("valid_min")), number_text(pl.col("valid_max"))
     valid_range = (
         pl.when(pl.col("valid_min") < 0)
@@ -48,11 +65,22 @@ def reason_text(municipality_id: str, clock_skew_seconds: int) -> pl.Expr:
         .then(
             pl.when(_blank("observed_at_text"))
             .then(pl.lit("observed_at is missing"))
-            .otherwise(
-                pl.format(
-                    "observed_at '{}' is not an ISO-8601 time with a UTC offset",
-                    pl.col("observed_at_text"),
-                )
+            .otherwise(pl.format("observed_at '{}' is not an ISO-8601 time", pl.col("observed_at_text")))
+        )
+        .when(check == "local_time_nonexistent")
+        .then(
+            pl.format(
+                "local time {} does not exist in {} (daylight-saving gap)",
+                local_time,
+                pl.lit(timezone),
+            )
+        )
+        .when(check == "local_time_ambiguous")
+        .then(
+            pl.format(
+                "local time {} is ambiguous in {} (daylight-saving fold); send it with its UTC offset",
+                local_time,
+                pl.lit(timezone),
             )
         )
         .when(check == "value_invalid")
@@ -60,6 +88,12 @@ def reason_text(municipality_id: str, clock_skew_seconds: int) -> pl.Expr:
             pl.when(_blank("value_text"))
             .then(pl.lit("value is missing"))
             .otherwise(pl.format("value '{}' is not a number", pl.col("value_text")))
+        )
+        .when(check == "value_not_finite")
+        .then(
+            pl.when(pl.col("value_number").is_nan())
+            .then(pl.format("value '{}' is not a number", pl.col("value_text")))
+            .otherwise(pl.format("value '{}' is infinite", pl.col("value_text")))
         )
         .when(check == "unit_missing")
         .then(pl.lit("unit is missing"))
@@ -120,6 +154,7 @@ def explain_failures(
     *,
     municipality_id: str,
     clock_skew_seconds: int,
+    timezone: str = "UTC",
 ) -> pl.DataFrame:
     """One row per failing row with the list of every reason that applies, in CHECKS order."""
     if failures.is_empty():
@@ -130,7 +165,7 @@ def explain_failures(
         .unique()
         .join(order, on="check", how="left")
         .join(prepared, on=ROW_NUMBER, how="left")
-        .with_columns(reason=reason_text(municipality_id, clock_skew_seconds))
+        .with_columns(reason=reason_text(municipality_id, clock_skew_seconds, timezone))
         .sort(ROW_NUMBER, "check_order")
         .group_by(ROW_NUMBER, maintain_order=True)
         .agg(reasons=pl.col("reason"))

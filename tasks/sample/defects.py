@@ -6,7 +6,7 @@ window can hold them:
 - `out_of_range`: the value replaced by one outside the parameter's physical range
   (-9999 or twice the catalog maximum);
 - `missing_value`: the value left empty;
-- `wrong_unit`: a unit the parameter does not accept (pressure in psi, temperature in degF...);
+- `wrong_unit`: a unit the parameter does not accept (pressure in psi, temperature in kelvin...);
 - `unknown_sensor`: an extra row from a sensor id that is not in the registry;
 - `duplicate`: an extra row repeating a good row's (sensor_id, observed_at) with another value,
   written right after the original (the original is good, the repeat is the bad row).
@@ -25,7 +25,7 @@ WRONG_UNITS = {
     "turbidity": "mg/L",
     "free_chlorine": "ppm",
     "conductivity": "mS/m",
-    "temperature": "degF",
+    "temperature": "K",
     "flow": "L/s",
     "pressure": "psi",
 }

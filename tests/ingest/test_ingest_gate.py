@@ -37,7 +37,7 @@ def test_every_failing_row_gets_every_reason_that_applies():
         ("m1-ph", "2026-11-25T00:00:00Z", "7.1", "pH"),
         ("m1-ph", "2026-11-25T00:01:00Z", "17.2", "pH"),
         ("other-ph", "2026-11-25T00:02:00Z", "7", "pH"),
-        ("m1-ph", "2026-11-25T00:03:00", "7", "pH"),
+        ("m1-ph", "25.11.2026 00:03", "7", "pH"),
         (None, "2026-11-25T00:04:00Z", "7", "pH"),
         ("m1-ph", "2099-01-01T00:00:00Z", "7", "mg/l"),
         ("m1-ph", "2020-01-01T00:00:00Z", "7", "pH"),
@@ -51,7 +51,7 @@ def test_every_failing_row_gets_every_reason_that_applies():
             "reasons": [
                 ["value 17.2 outside the sensor's valid range 0-14"],
                 ["unknown sensor id 'other-ph' for municipality 'm1'"],
-                ["observed_at '2026-11-25T00:03:00' is not an ISO-8601 time with a UTC offset"],
+                ["observed_at '25.11.2026 00:03' is not an ISO-8601 time"],
                 ["sensor_id is missing"],
                 [
                     "unit 'mg/l' not accepted for ph (accepted: pH)",
@@ -86,7 +86,7 @@ def test_every_failing_row_gets_every_reason_that_applies():
         ),
     )
     assert result.rows_total == 9
-    assert result.validation["statistics"]["evaluated_expectations"] == 11
+    assert result.validation["statistics"]["evaluated_expectations"] == 17
 
 
 def test_duplicates_keep_the_first_copy_and_quarantine_the_later_ones():
@@ -133,20 +133,30 @@ def test_alias_units_load_in_the_canonical_unit_and_parquet_types_are_read():
     )
 
 
-def test_naive_parquet_timestamps_are_refused_like_text_without_offset():
+def test_naive_parquet_timestamps_are_read_in_the_source_timezone_like_text_without_offset():
     raw = pl.DataFrame(
         {
-            "sensor_id": ["m1-ph"],
-            "observed_at": [datetime(2026, 11, 25, 1)],
-            "value": [7.0],
-            "unit": ["pH"],
+            "sensor_id": ["m1-ph", "m1-ph"],
+            "observed_at": [datetime(2026, 11, 25, 1), datetime(2026, 11, 25, 2)],
+            "value": [7.0, 7.1],
+            "unit": ["pH", "pH"],
         }
     )
-    result = _check(raw)
-    assert result.readings.is_empty()
-    assert result.quarantined["reasons"].to_list() == [
-        ["observed_at '2026-11-25 01:00:00.000000' is not an ISO-8601 time with a UTC offset"]
-    ]
+    text = raw.with_columns(pl.col("observed_at").dt.strftime("%Y-%m-%dT%H:%M:%S"))
+    for frame in (raw, text):
+        result = check_readings(
+            frame,
+            SENSORS,
+            municipality_id="m1",
+            now=NOW,
+            clock_skew_seconds=300,
+            timezone="America/Chicago",
+        )
+        assert result.quarantined.is_empty()
+        assert result.readings["observed_at"].to_list() == [
+            datetime(2026, 11, 25, 7, tzinfo=UTC),
+            datetime(2026, 11, 25, 8, tzinfo=UTC),
+        ]
 
 
 def test_extra_columns_are_kept_in_the_raw_row_even_one_named_row_number():
