@@ -23,7 +23,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 run_app = typer.Typer(help="Run one flow now, in this process.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+quarantine_app = typer.Typer(help="See quarantined rows and release them once fixed.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
+app.add_typer(quarantine_app, name="quarantine")
 # Piped output (CI logs, the README) gets room for the wider tables; a terminal keeps its own width.
 console = Console(width=None if sys.stdout.isatty() else 100)
 
@@ -63,7 +65,9 @@ def db_upgrade() -> None:
     from tasks.settings import get_settings
 
     revision = upgrade()
-    console.print(f"database {get_settings().redacted_database_url} is at revision {revision}", soft_wrap=True)
+    console.print(
+        f"database {get_settings().redacted_database_url} is at revision {revision}", soft_wrap=True
+    )
 
 
 @app.command()
@@ -83,8 +87,11 @@ def sample(
 ) -> None:
     """Write realistic synthetic input files (registry, readings, lab samples, labels) into the inbox."""
     summary = _generate_sample(days, municipalities, stations, interval, start, seed, inbox)
-    console.print(f"wrote {summary.total_readings:,} readings for {len(summary.municipality_ids)} "
-                  f"municipalities into {summary.inbox_url}", soft_wrap=True)
+    console.print(
+        f"wrote {summary.total_readings:,} readings for {len(summary.municipality_ids)} "
+        f"municipalities into {summary.inbox_url}",
+        soft_wrap=True,
+    )
 
 
 def _generate_sample(days, municipalities, stations, interval, start, seed, inbox):  # noqa: ANN001, ANN202
@@ -95,8 +102,13 @@ def _generate_sample(days, municipalities, stations, interval, start, seed, inbo
     store = ObjectStore(inbox) if inbox else inbox_store()
     first_day = date.fromisoformat(start) if start else finished_everywhere() - timedelta(days=days - 1)
     return generate_sample(
-        store, start=first_day, days=days, municipalities=municipalities,
-        stations_per_municipality=stations, interval_seconds=interval, seed=seed,
+        store,
+        start=first_day,
+        days=days,
+        municipalities=municipalities,
+        stations_per_municipality=stations,
+        interval_seconds=interval,
+        seed=seed,
     )
 
 
@@ -112,9 +124,14 @@ def ingest(
     table = Table("municipality", "files", "loaded", "quarantined", "unchanged", "failed files")
     for r in results:
         d = r.get("details", {})
-        table.add_row(r["municipality_id"], str(d.get("files", 0)), f"{d.get('rows_loaded', 0):,}",
-                      f"{d.get('rows_quarantined', 0):,}", f"{d.get('rows_unchanged', 0):,}",
-                      str(d.get("files_failed", 0)))
+        table.add_row(
+            r["municipality_id"],
+            str(d.get("files", 0)),
+            f"{d.get('rows_loaded', 0):,}",
+            f"{d.get('rows_quarantined', 0):,}",
+            f"{d.get('rows_unchanged', 0):,}",
+            str(d.get("files_failed", 0)),
+        )
     console.print(table)
 
 
@@ -185,6 +202,126 @@ def bench(
         typer.echo(json.dumps(figures, indent=2))
     else:
         print_bench(console, figures)
+
+
+Municipality = Annotated[
+    str | None, typer.Option("--municipality", "-m", help="Only this municipality's rows.")
+]
+
+
+@quarantine_app.command("list")
+@plain_errors
+def quarantine_list(
+    municipality: Municipality = None,
+    batch: Annotated[int | None, typer.Option(help="Only the rows of this ingest batch.")] = None,
+    released: Annotated[bool, typer.Option("--released", help="Include rows already released.")] = False,
+) -> None:
+    """List quarantined rows with their reasons, oldest first."""
+    from tasks.database import begin
+    from tasks.ingest.quarantine import list_quarantined
+
+    with begin() as conn:
+        rows = list_quarantined(conn, municipality, batch, include_released=released)
+    table = Table(
+        "id",
+        "municipality",
+        "batch",
+        "row",
+        "sensor",
+        "observed at",
+        "value",
+        "unit",
+        "reasons",
+        "released",
+        title=f"{len(rows):,} quarantined row(s)",
+    )
+    for r in rows:
+        q, raw = r, r.raw
+        table.add_row(
+            str(q.id),
+            q.municipality_id,
+            str(q.batch_id),
+            str(q.row_number),
+            *(_cell(raw.get(c)) for c in ("sensor_id", "observed_at", "value", "unit")),
+            "; ".join(q.reasons),
+            _cell(q.released_at),
+        )
+    console.print(table)
+
+
+@quarantine_app.command("show")
+@plain_errors
+def quarantine_show(
+    row_id: Annotated[int, typer.Argument(metavar="ID", help="The quarantined row's id.")],
+    municipality: Municipality = None,
+) -> None:
+    """Show one quarantined row: where it came from, its original values and every reason."""
+    from tasks.database import begin
+    from tasks.ingest.quarantine import get_quarantined
+
+    with begin() as conn:
+        row = get_quarantined(conn, row_id, municipality)
+    q = row
+    table = Table("field", "value", title=f"quarantined row {q.id}", show_header=False)
+    for name, value in (
+        ("municipality", q.municipality_id),
+        ("batch", q.batch_id),
+        ("source", row.source),
+        ("row in file", q.row_number),
+        ("quarantined at", q.created_at),
+        ("released at", q.released_at),
+    ):
+        table.add_row(name, _cell(value))
+    for name, value in q.raw.items():
+        table.add_row(f"raw {name}", _cell(value))
+    for n, reason in enumerate(q.reasons, start=1):
+        table.add_row(f"reason {n}", reason)
+    console.print(table)
+
+
+@quarantine_app.command("release")
+@plain_errors
+def quarantine_release(
+    row_ids: Annotated[list[int] | None, typer.Argument(metavar="ID...", help="Quarantined row ids.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Every unreleased row of this ingest batch.")] = None,
+    municipality: Municipality = None,
+    actor: Annotated[str | None, typer.Option(help="Who releases (for the audit log); default: you.")] = None,
+) -> None:
+    """Re-check quarantined rows against the current registry; load those that now pass."""
+    import getpass
+
+    from tasks.ingest.quarantine import release_quarantined
+
+    releases = release_quarantined(
+        row_ids, batch_id=batch, municipality_id=municipality, actor=actor or f"cli:{getpass.getuser()}"
+    )
+    table = Table(
+        "municipality", "released", "new batch", "revised", "late", "still quarantined", "already released"
+    )
+    for r in releases:
+        table.add_row(
+            r.municipality_id,
+            _ids(r.released),
+            _cell(r.batch_id),
+            str(r.figures.get("rows_revised", 0)),
+            str(r.figures.get("rows_late", 0)),
+            _ids(r.still_failing),
+            _ids(r.already_released),
+        )
+    console.print(table)
+    for r in releases:
+        for row_id, reasons in r.still_failing.items():
+            console.print(f"row {row_id} is still quarantined: {'; '.join(reasons)}", soft_wrap=True)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _ids(ids: object) -> str:
+    return ", ".join(str(i) for i in ids) or "-"
 
 
 def _print_stages(summary: dict) -> None:

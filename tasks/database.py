@@ -136,33 +136,52 @@ def bulk_insert(
         else:
             conflict = f" on conflict ({keys}) do nothing"
     if is_postgres(conn):
-        frame = _to_db_frame(df, sqlite=False)
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"create temp table if not exists _bulk_{table} "
-                f"(like {table} including defaults) on commit drop"
-            )
-            cursor.execute(f"truncate _bulk_{table}")
-            with cursor.copy(f"copy _bulk_{table} ({col_list}) from stdin (format csv)") as copy:
-                for chunk in frame.iter_slices(200_000):
-                    buffer = io.BytesIO()
-                    chunk.write_csv(buffer, include_header=False, null_value="")
-                    copy.write(buffer.getvalue())
-            cursor.execute(
-                f"insert into {table} ({col_list}) select {col_list} from _bulk_{table}{conflict}"
-            )
-            return cursor.rowcount
-    frame = _to_db_frame(df, sqlite=True)
+        staging = f"_bulk_{table}"
+        conn.exec_driver_sql(
+            f"create temp table if not exists {staging} (like {table} including defaults) on commit drop"
+        )
+        conn.exec_driver_sql(f"truncate {staging}")
+        append_frame(conn, staging, df, analyze=False)
+        return conn.exec_driver_sql(
+            f"insert into {table} ({col_list}) select {col_list} from {staging}{conflict}"
+        ).rowcount
     placeholders = ", ".join("?" for _ in columns)
     statement = f"insert into {table} ({col_list}) values ({placeholders}){conflict}"
     raw = conn.connection.driver_connection
     before = raw.total_changes
+    _insert_rows(raw, statement, _to_db_frame(df, sqlite=True))
+    return raw.total_changes - before
+
+
+def append_frame(conn: Connection, table: str, df: pl.DataFrame, analyze: bool = True) -> None:
+    """Append a frame to a table as is: COPY on PostgreSQL, executemany on SQLite.
+
+    With `analyze`, PostgreSQL gathers statistics afterwards: a temporary table has none until asked,
+    and the planner then guesses badly when joining it to a large table.
+    """
+    if df.is_empty():
+        return
+    columns = ", ".join(_quoted(c) for c in df.columns)
+    frame = _to_db_frame(df, sqlite=not is_postgres(conn))
+    raw = conn.connection.driver_connection
+    if is_postgres(conn):
+        with raw.cursor() as cursor, cursor.copy(f"copy {table} ({columns}) from stdin (format csv)") as copy:
+            for chunk in frame.iter_slices(200_000):
+                buffer = io.BytesIO()
+                chunk.write_csv(buffer, include_header=False, null_value="")
+                copy.write(buffer.getvalue())
+        if analyze:
+            raw.execute(f"analyze {table}")
+        return
+    placeholders = ", ".join("?" for _ in df.columns)
+    _insert_rows(raw, f"insert into {table} ({columns}) values ({placeholders})", frame)
+
+
+def _insert_rows(raw, statement: str, frame: pl.DataFrame) -> None:
     cursor = raw.cursor()
     for chunk in frame.iter_slices(200_000):
         cursor.executemany(statement, chunk.iter_rows())
     cursor.close()
-    return raw.total_changes - before
 
 
 def read_frame(
@@ -197,9 +216,13 @@ def read_frame(
 
 def _psycopg_statement(sql: str, params: Mapping) -> tuple[str, list]:
     """Turn `:name` parameters into psycopg `%s` placeholders (client-side binding for COPY)."""
-    compiled = bound_text(sql, params).bindparams(**params).compile(
-        compile_kwargs={"render_postcompile": True},
-        dialect=_pg_dialect(),
+    compiled = (
+        bound_text(sql, params)
+        .bindparams(**params)
+        .compile(
+            compile_kwargs={"render_postcompile": True},
+            dialect=_pg_dialect(),
+        )
     )
     values = [compiled.params[name] for name in compiled.positiontup]
     return str(compiled), values

@@ -26,6 +26,9 @@ COMMANDS = [
     ["serve"],
     ["demo"],
     ["bench"],
+    ["quarantine", "list"],
+    ["quarantine", "show"],
+    ["quarantine", "release"],
 ]
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.exc import DBAPIError
 
 from tasks.database import begin
 from tasks.ingest.files import inbox_files
-from tasks.ingest.load import ALREADY_LOADED, COUNTS, load_file, read_gate_sensors
+from tasks.ingest.http_source import http_sources, pull_http_source
+from tasks.ingest.load import ALREADY_LOADED, CHANGE_COUNTS, COUNTS, load_file, read_gate_sensors
 from tasks.ingest.registries import apply_folder_registry, apply_registries, require_municipality
 from tasks.settings import get_settings
 from tasks.stages import stage
@@ -38,7 +39,7 @@ def _retry_on_io(task, task_run, state) -> bool:  # noqa: ANN001
 
 
 def ingest_folder(store: ObjectStore, municipality_id: str, now: datetime | None = None) -> dict:
-    """Apply the municipality's registry, then gate and load its pending files in name order."""
+    """Apply the municipality's registry, load its pending files in name order, pull its HTTP sources."""
     with stage("ingest", municipality_id) as result:
         registry, registry_error = apply_folder_registry(store, municipality_id)
         require_municipality(municipality_id)
@@ -50,6 +51,11 @@ def ingest_folder(store: ObjectStore, municipality_id: str, now: datetime | None
             load_file(store, municipality_id, key, sensors, clock_skew_seconds=skew, now=now)
             for key in keys
         ]
+        pulls = [
+            pull_http_source(store, municipality_id, name, sensors, clock_skew_seconds=skew, now=now)
+            for name in http_sources(store, municipality_id)
+        ]
+        batches += [batch for pull in pulls for batch in pull["batches"]]
         statuses = [b["status"] for b in batches]
         result.rows = sum(b["rows_loaded"] for b in batches)
         result.details = {
@@ -58,11 +64,12 @@ def ingest_folder(store: ObjectStore, municipality_id: str, now: datetime | None
             "files_already_loaded": statuses.count(ALREADY_LOADED),
             "files_failed": statuses.count("failed"),
             "files_ignored": len(ignored),
-            **{name: sum(b[name] for b in batches) for name in COUNTS},
+            **{name: sum(b.get(name, 0) for b in batches) for name in dict.fromkeys(COUNTS + CHANGE_COUNTS)},
             "gx_seconds": round(sum(b.get("gx_seconds", 0.0) for b in batches), 4),
             "registry": registry,
             **({"registry_error": registry_error} if registry_error else {}),
             "batches": batches,
+            **({"sources": [{k: v for k, v in p.items() if k != "batches"} for p in pulls]} if pulls else {}),
         }
     return result.as_dict()
 
@@ -108,7 +115,7 @@ def ingest_municipality(municipality_id: str) -> dict:
     d = figures["details"]
     _logger().info(
         "%d file(s): %d loaded, %d already loaded, %d failed; rows %d loaded, %d quarantined, "
-        "%d unchanged (gate %.2f s)",
+        "%d unchanged, %d revised, %d late (gate %.2f s)",
         d["files"],
         d["files_loaded"],
         d["files_already_loaded"],
@@ -116,6 +123,8 @@ def ingest_municipality(municipality_id: str) -> dict:
         d["rows_loaded"],
         d["rows_quarantined"],
         d["rows_unchanged"],
+        d["rows_revised"],
+        d["rows_late"],
         d["gx_seconds"],
     )
     return figures

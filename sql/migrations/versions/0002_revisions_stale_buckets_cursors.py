@@ -23,7 +23,9 @@ def upgrade() -> None:
     op.create_table(
         "reading_revisions",
         sa.Column("id", ID, autoincrement=True, nullable=False),
-        sa.Column("municipality_id", sa.String(length=64), sa.ForeignKey("municipalities.id"), nullable=False),
+        sa.Column(
+            "municipality_id", sa.String(length=64), sa.ForeignKey("municipalities.id"), nullable=False
+        ),
         sa.Column("sensor_id", sa.String(length=64), sa.ForeignKey("sensors.id"), nullable=False),
         sa.Column("observed_at", UTC_TIME, nullable=False),
         sa.Column("old_value", sa.Float(), nullable=False),
@@ -41,7 +43,9 @@ def upgrade() -> None:
         sa.Column("sensor_id", sa.String(length=64), sa.ForeignKey("sensors.id"), nullable=False),
         sa.Column("resolution", sa.String(length=8), nullable=False),
         sa.Column("bucket_start", UTC_TIME, nullable=False),
-        sa.Column("municipality_id", sa.String(length=64), sa.ForeignKey("municipalities.id"), nullable=False),
+        sa.Column(
+            "municipality_id", sa.String(length=64), sa.ForeignKey("municipalities.id"), nullable=False
+        ),
         sa.Column("batch_id", ID, sa.ForeignKey("ingest_batches.id"), nullable=False),
         sa.Column("marked_at", UTC_TIME, nullable=False),
         sa.PrimaryKeyConstraint("sensor_id", "resolution", "bucket_start"),
@@ -50,7 +54,9 @@ def upgrade() -> None:
 
     op.create_table(
         "source_cursors",
-        sa.Column("municipality_id", sa.String(length=64), sa.ForeignKey("municipalities.id"), nullable=False),
+        sa.Column(
+            "municipality_id", sa.String(length=64), sa.ForeignKey("municipalities.id"), nullable=False
+        ),
         sa.Column("source", sa.String(length=200), nullable=False),
         sa.Column("cursor", sa.Text(), nullable=True),
         sa.Column("updated_at", UTC_TIME, nullable=False),
