@@ -6,6 +6,7 @@ sources. Layouts: long, or wide through a source mapping (tasks/ingest/mappings.
 
 from __future__ import annotations
 
+import csv as csv_module
 import gzip
 import io
 import json
@@ -21,7 +22,7 @@ from tasks.ingest.mappings import (
     source_names,
     source_of_key,
 )
-from tasks.quality.gate import REQUIRED_COLUMNS
+from tasks.quality.gate import REQUIRED_COLUMNS, json_text
 from tasks.storage import ObjectStore
 
 READINGS_FOLDERS = ("readings", "lab")
@@ -36,10 +37,18 @@ FORMATS = (
     (".json", "json"),  # a pulled HTTP page; never picked up from a folder
 )
 FOLDER_FORMATS = ("csv.gz", "csv", "parquet", "jsonl.gz", "jsonl")
+# How much of a file's own text a refusal quotes (a header may be one 10 MB line).
+QUOTED_CHARS = 200
 
 
 class UnreadableFile(ValueError):
-    """A file that cannot be parsed at all; the message is plain language, safe to show."""
+    """A file that cannot be parsed at all; the message is plain language, safe to show.
+
+    NUL characters (which PostgreSQL text cannot hold) are replaced and the length is capped.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_quoted(message.replace("\x00", "\ufffd"), 4 * QUOTED_CHARS))
 
 
 def file_format(key: str) -> str | None:
@@ -96,8 +105,26 @@ def read_long_file(data: bytes, fmt: str) -> pl.DataFrame:
     spaces. Raises `UnreadableFile` for an empty, corrupt or incomplete file.
     """
     frame = read_table(data, fmt, CsvSpec())
-    frame = frame.rename({name: name.strip().lower() for name in frame.columns})
+    names = {name: name.strip().lower() for name in frame.columns}
+    _refuse_repeated_columns(list(names.values()))
+    frame = frame.rename(names)
     return _require_long(frame)
+
+
+def _refuse_repeated_columns(names: list[str]) -> None:
+    """`UnreadableFile` when the header names a column twice (Polars renames the second copy)."""
+    seen: set[str] = set()
+    repeated = []
+    for name in names:
+        base = name.rsplit("_duplicated_", 1)[0]
+        if name in seen or (base != name and base in seen):
+            repeated.append(base)
+        seen.add(name)
+    if repeated:
+        first = repeated[0]
+        raise UnreadableFile(
+            f"the header names column {_quoted(first)!r} more than once; keep one column of each name"
+        )
 
 
 def read_mapped_file(data: bytes, fmt: str, mapping: SourceMapping) -> pl.DataFrame:
@@ -115,6 +142,8 @@ def read_table(data: bytes, fmt: str, csv: CsvSpec, records: str = "readings") -
     if not data:
         raise UnreadableFile("the file is empty")
     if fmt.endswith(".gz"):
+        if data.startswith(b"PK\x03\x04"):
+            raise UnreadableFile("the file is a zip archive, not gzip; unzip it, or compress it with gzip")
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error):
@@ -123,14 +152,47 @@ def read_table(data: bytes, fmt: str, csv: CsvSpec, records: str = "readings") -
         if not data.strip():
             raise UnreadableFile("the file is empty")
     if fmt == "csv":
-        return _read_csv(data, csv)
+        return plain_columns(_read_csv(data, csv))
     if fmt == "parquet":
-        return _read_parquet(data)
+        return plain_columns(_read_parquet(data))
     if fmt == "jsonl":
-        return _read_jsonl(data)
+        return plain_columns(_read_jsonl(data))
     if fmt == "json":
-        return _read_json_page(data, records)
+        return plain_columns(_read_json_page(data, records))
     raise UnreadableFile(f"files of format {fmt!r} are not read")
+
+
+def plain_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """The file's columns as types the gate reads and quarantine stores as JSON text.
+
+    Lists and structs become their JSON text, binary becomes text, durations ISO-8601 text,
+    and NUL characters (PostgreSQL text cannot hold them) become U+FFFD.
+    """
+    changes = []
+    for name, dtype in frame.schema.items():
+        column = pl.col(name)
+        if dtype.is_nested():
+            changes.append(json_text(column).alias(name))
+        elif dtype == pl.Binary:
+            changes.append(_binary_text(frame[name]))
+        elif isinstance(dtype, pl.Duration):
+            changes.append(column.dt.to_string())
+        elif isinstance(dtype, (pl.Categorical, pl.Enum)):
+            changes.append(column.cast(pl.String))
+    frame = frame.with_columns(changes) if changes else frame
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    if texts:
+        has_nul = frame.select(pl.any_horizontal(pl.col(texts).str.contains("\x00", literal=True).any()))
+        if has_nul.item():
+            frame = frame.with_columns(pl.col(texts).str.replace_all("\x00", "\ufffd", literal=True))
+    return frame
+
+
+def _binary_text(values: pl.Series) -> pl.Series:
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.PolarsError:  # not UTF-8: keep what decodes, mark the rest
+        return values.map_elements(lambda v: v.decode("utf-8", "replace"), return_dtype=pl.String)
 
 
 def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
@@ -225,10 +287,18 @@ def _value(name: str, mapping: SourceMapping) -> pl.Expr:
 def _require_long(frame: pl.DataFrame) -> pl.DataFrame:
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
-        found = ", ".join(frame.columns) or "none"
+        found = _quoted(", ".join(frame.columns)) or "none"
+        hint = next(
+            (
+                f"; the header looks separated by {label}, not commas"
+                for sep, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
+                if len(frame.columns) == 1 and sep in frame.columns[0]
+            ),
+            "",
+        )
         raise UnreadableFile(
             f"missing required column(s): {', '.join(missing)} (found: {found}); "
-            f"a readings file needs {', '.join(REQUIRED_COLUMNS)}"
+            f"a readings file needs {', '.join(REQUIRED_COLUMNS)}{hint}"
         )
     if frame.height == 0:
         raise UnreadableFile("the file has a header but no rows")
@@ -238,6 +308,8 @@ def _require_long(frame: pl.DataFrame) -> pl.DataFrame:
 def _read_csv(data: bytes, csv: CsvSpec) -> pl.DataFrame:
     if not data.strip():
         raise UnreadableFile("the file is empty")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UnreadableFile("the file is UTF-16 text; save it as UTF-8")
     try:
         return pl.read_csv(
             io.BytesIO(data),
@@ -249,8 +321,51 @@ def _read_csv(data: bytes, csv: CsvSpec) -> pl.DataFrame:
     except pl.exceptions.NoDataError:
         raise UnreadableFile("the file is empty") from None
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnreadableFile(f"the CSV could not be read: {first_line}") from None
+        problem = _not_utf8(data) or _csv_problem(data, csv.delimiter)
+        if problem is None:
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            problem = f"the CSV could not be read: {problem}"
+        raise UnreadableFile(problem) from None
+
+
+def _not_utf8(data: bytes) -> str | None:
+    """Where a file stops being UTF-8 text, in words; None when it is UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return (
+            f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, "
+            f"line {line}); save it as UTF-8"
+        )
+    return None
+
+
+def _csv_problem(data: bytes, delimiter: str) -> str | None:
+    """The first line a CSV reader stumbles on, in words (None if Python's reader finds none)."""
+    reader = csv_module.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    last_line = 0  # where the last good record ended
+    try:
+        for fields in reader:
+            if header is None:
+                header = fields
+            elif fields and len(fields) != len(header):
+                return (
+                    f"line {reader.line_num} has {len(fields)} fields but the header has "
+                    f"{len(header)}; quote fields that contain {delimiter!r}"
+                )
+            last_line = reader.line_num
+    except csv_module.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return f"line {last_line + 1} opens a quoted field that is never closed"
+        return f"line {last_line + 1} is not valid CSV ({exc})"
+    return None
+
+
+def _quoted(text: str, limit: int = QUOTED_CHARS) -> str:
+    """Text from a file as a message quotes it: cut at `limit` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def _read_parquet(data: bytes) -> pl.DataFrame:
@@ -267,9 +382,36 @@ def _read_jsonl(data: bytes) -> pl.DataFrame:
         raise UnreadableFile("the file is empty")
     try:
         return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-    except Exception as exc:  # noqa: BLE001 (Polars raises several kinds for bad JSON)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnreadableFile(f"the JSON Lines file could not be read: {first_line}") from None
+    except Exception:  # noqa: BLE001 (Polars raises several kinds for bad JSON)
+        return _read_jsonl_as_text(data)
+
+
+def _read_jsonl_as_text(data: bytes) -> pl.DataFrame:
+    """JSON Lines that Polars cannot type (a field holds numbers and objects), read line by line.
+
+    Every field becomes text (objects and lists as their JSON), so the gate judges each row.
+    `UnreadableFile` names the first line that is not JSON, or not a JSON object.
+    """
+    problem = _not_utf8(data)
+    if problem is not None:
+        raise UnreadableFile(problem)
+    rows = []
+    for number, line in enumerate(data.decode("utf-8-sig").split("\n"), start=1):  # JSON may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problem = f"line {number} is not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+            raise UnreadableFile(problem) from None
+        if not isinstance(row, dict):
+            raise UnreadableFile(
+                f"line {number} is not a JSON object; each line must be one reading like "
+                '{"sensor_id": ..., "observed_at": ..., "value": ..., "unit": ...}'
+            )
+        rows.append({str(k): v if v is None or isinstance(v, str) else json.dumps(v) for k, v in row.items()})
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    return pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String))
 
 
 def _read_json_page(data: bytes, records: str) -> pl.DataFrame:

@@ -176,10 +176,15 @@ def place_local_time(wall: pl.Expr, timezone: str) -> tuple[pl.Expr, pl.Expr, pl
 
 
 def parse_number(name: str, dtype: pl.DataType) -> pl.Expr:
-    """The value as a float (NaN and infinities included), or null for text that is no number."""
+    """The value as a float (NaN and infinities included), or null for text that is no number.
+
+    Only numbers and text are read: a boolean, time or category is no measurement (null).
+    """
     col = pl.col(name)
     if dtype == pl.String:
         col = col.str.strip_chars()
+    elif not dtype.is_numeric():
+        return pl.lit(None, dtype=pl.Float64)
     return col.cast(pl.Float64, strict=False)
 
 

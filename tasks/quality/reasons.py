@@ -23,6 +23,8 @@ CHECKS = (
     "observed_before_install",
 )
 REASONS_SCHEMA = {ROW_NUMBER: pl.Int64, "reasons": pl.List(pl.String)}
+# How much of a row's own text a reason quotes; the quarantined row keeps all of it.
+QUOTED_CHARS = 80
 
 
 def number_text(expr: pl.Expr) -> pl.Expr:
@@ -30,6 +32,18 @@ def number_text(expr: pl.Expr) -> pl.Expr:
     expr = expr.round_sig_figs(10)  # converted values carry float noise in their last digits
     whole = (expr == expr.floor()) & (expr.abs() < 1e15)
     return pl.when(whole).then(expr.cast(pl.Int64).cast(pl.String)).otherwise(expr.cast(pl.String))
+
+
+def quoted_text(expr: pl.Expr) -> pl.Expr:
+    """Text from the file as a reason quotes it: control characters shown as U+FFFD, cut at
+    QUOTED_CHARS characters with the full length said ('xxxx… (5003 characters)')."""
+    text = expr.cast(pl.String).str.replace_all(r"[\x00-\x1f\x7f]", "\ufffd")
+    length = text.str.len_chars()
+    return (
+        pl.when(length > QUOTED_CHARS)
+        .then(pl.format("{}… ({} characters)", text.str.slice(0, QUOTED_CHARS), length))
+        .otherwise(text)
+    )
 
 
 def time_text(expr: pl.Expr) -> pl.Expr:
@@ -65,7 +79,9 @@ def reason_text(municipality_id: str, clock_skew_seconds: int, timezone: str = "
         .then(
             pl.when(_blank("observed_at_text"))
             .then(pl.lit("observed_at is missing"))
-            .otherwise(pl.format("observed_at '{}' is not an ISO-8601 time", pl.col("observed_at_text")))
+            .otherwise(
+                pl.format("observed_at '{}' is not an ISO-8601 time", quoted_text(pl.col("observed_at_text")))
+            )
         )
         .when(check == "local_time_nonexistent")
         .then(
@@ -87,13 +103,13 @@ def reason_text(municipality_id: str, clock_skew_seconds: int, timezone: str = "
         .then(
             pl.when(_blank("value_text"))
             .then(pl.lit("value is missing"))
-            .otherwise(pl.format("value '{}' is not a number", pl.col("value_text")))
+            .otherwise(pl.format("value '{}' is not a number", quoted_text(pl.col("value_text"))))
         )
         .when(check == "value_not_finite")
         .then(
             pl.when(pl.col("value_number").is_nan())
-            .then(pl.format("value '{}' is not a number", pl.col("value_text")))
-            .otherwise(pl.format("value '{}' is infinite", pl.col("value_text")))
+            .then(pl.format("value '{}' is not a number", quoted_text(pl.col("value_text"))))
+            .otherwise(pl.format("value '{}' is infinite", quoted_text(pl.col("value_text"))))
         )
         .when(check == "unit_missing")
         .then(pl.lit("unit is missing"))
@@ -101,7 +117,7 @@ def reason_text(municipality_id: str, clock_skew_seconds: int, timezone: str = "
         .then(
             pl.format(
                 "unknown sensor id '{}' for municipality '{}'",
-                pl.col("sensor_id"),
+                quoted_text(pl.col("sensor_id")),
                 pl.lit(municipality_id),
             )
         )
@@ -111,7 +127,7 @@ def reason_text(municipality_id: str, clock_skew_seconds: int, timezone: str = "
         .then(
             pl.format(
                 "unit '{}' not accepted for {} (accepted: {})",
-                pl.col("unit"),
+                quoted_text(pl.col("unit")),
                 pl.col("parameter"),
                 pl.col("accepted_units"),
             )
