@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,9 @@ import polars as pl
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 ROW_NUMBER = "row_number"
+# Result keys that list every failing row or value (COMPLETE format); dropped from the kept result,
+# whose partial lists (20 entries, as in SUMMARY) are what Data Docs show anyway.
+FULL_LISTS = ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "unexpected_rows")
 FAILURES_SCHEMA = {ROW_NUMBER: pl.Int64, "check": pl.String}
 
 # GX batches and validators are not documented as thread-safe; Prefect's thread pool may run
@@ -41,6 +44,8 @@ class SuiteOutcome:
     statistics: dict
     expectations: list[dict]  # per expectation: type, column(s), check, unexpected_count
     seconds: float
+    # The GX validation result as JSON, SUMMARY-sized (see `summary_result`), for Data Docs.
+    gx_result: dict = field(default_factory=dict)
 
 
 def suite_path(name: str) -> Path:
@@ -120,7 +125,41 @@ def run_suite(frame: pl.DataFrame, suite_name: str, parameters: dict | None = No
         statistics=statistics,
         expectations=summaries,
         seconds=round(time.perf_counter() - started, 4),
+        gx_result=summary_result(result),
     )
+
+
+def summary_result(result: Any) -> dict:
+    """A GX ExpectationSuiteValidationResult as JSON without its full unexpected lists.
+
+    COMPLETE results list every failing row (millions of entries for a bad file); the copy keeps
+    the counts, percentages and partial lists, a few kilobytes however large the frame.
+    """
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+
+    items = [
+        ExpectationValidationResult(
+            success=item.success,
+            expectation_config=item.expectation_config,
+            result={k: v for k, v in item.result.items() if k not in FULL_LISTS},
+            meta=item.meta,
+            exception_info=item.exception_info,
+        )
+        for item in result.results
+    ]
+    return ExpectationSuiteValidationResult(
+        success=result.success,
+        results=items,
+        suite_name=result.suite_name,
+        suite_parameters=result.suite_parameters,
+        statistics=result.statistics,
+        meta=result.meta,
+        batch_id=result.batch_id,
+        id=result.id,
+    ).to_json_dict()
 
 
 def _failing_row_numbers(result: dict) -> pl.DataFrame:
@@ -157,3 +196,8 @@ def _columns(kwargs: dict) -> str | list[str] | None:
 def _plain(value: Any) -> Any:
     """numpy scalars to plain Python numbers (the statistics go to a JSON column)."""
     return value.item() if hasattr(value, "item") else value
+
+
+def warm_up() -> None:
+    """Import GX and build its context now (about 2.5 s, once per process), not in the first batch."""
+    _batch_definition()
