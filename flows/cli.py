@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="Waterline: a Prefect pipeline for drinking-water sensor data.",
@@ -186,14 +187,26 @@ def demo(
     run_demo(console, days=days)
 
 
-@app.command()
+bench_app = typer.Typer(help="Measure the pipeline on generated data, on a throwaway database.")
+app.add_typer(bench_app, name="bench")
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]
+KeepOption = Annotated[bool, typer.Option(help="Keep the benchmark database afterwards.")]
+
+
+@bench_app.callback(invoke_without_command=True)
 @plain_errors
 def bench(
+    ctx: typer.Context,
     readings: Annotated[int, typer.Option(help="How many readings to generate and process.")] = 1_000_000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
-    keep: Annotated[bool, typer.Option(help="Keep the benchmark database afterwards.")] = False,
+    as_json: JsonOption = False,
+    keep: KeepOption = False,
 ) -> None:
-    """Measure every nightly stage on N generated readings against the configured kind of database."""
+    """Measure every nightly stage on N generated readings against the configured kind of database.
+
+    `waterline bench ingest` measures ingestion alone, step by step.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     quiet_prefect()
     from tasks.bench import print_bench, run_bench
 
@@ -202,6 +215,24 @@ def bench(
         typer.echo(json.dumps(figures, indent=2))
     else:
         print_bench(console, figures)
+
+
+@bench_app.command("ingest")
+@plain_errors
+def bench_ingest(
+    readings: Annotated[int, typer.Option(help="Readings in the generated file.")] = 5_000_000,
+    as_json: JsonOption = False,
+    keep: KeepOption = False,
+) -> None:
+    """Ingest one generated CSV file: readings per second of each step, and against a bare COPY."""
+    quiet_prefect()
+    from tasks.bench import print_ingest_bench, run_ingest_bench
+
+    figures = run_ingest_bench(readings, keep=keep)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_ingest_bench(console, figures)
 
 
 Municipality = Annotated[
@@ -243,7 +274,7 @@ def quarantine_list(
             str(q.batch_id),
             str(q.row_number),
             *(_cell(raw.get(c)) for c in ("sensor_id", "observed_at", "value", "unit")),
-            "; ".join(q.reasons),
+            _cell("; ".join(q.reasons)),
             _cell(q.released_at),
         )
     console.print(table)
@@ -275,7 +306,7 @@ def quarantine_show(
     for name, value in q.raw.items():
         table.add_row(f"raw {name}", _cell(value))
     for n, reason in enumerate(q.reasons, start=1):
-        table.add_row(f"reason {n}", reason)
+        table.add_row(f"reason {n}", _cell(reason))
     console.print(table)
 
 
@@ -311,13 +342,18 @@ def quarantine_release(
     console.print(table)
     for r in releases:
         for row_id, reasons in r.still_failing.items():
-            console.print(f"row {row_id} is still quarantined: {'; '.join(reasons)}", soft_wrap=True)
+            console.print(_cell(f"row {row_id} is still quarantined: {'; '.join(reasons)}"), soft_wrap=True)
 
 
-def _cell(value: object) -> str:
+def _cell(value: object) -> Text:
+    """A value from a file as inert text: no Rich markup, no terminal control sequences."""
     if value is None:
-        return "-"
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+        return Text("-")
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return Text(_CONTROL.sub("\ufffd", text))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _ids(ids: object) -> str:

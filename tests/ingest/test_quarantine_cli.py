@@ -152,3 +152,26 @@ def test_release_by_batch_stays_within_the_municipality_given(database, home):
     assert neither.exit_code == 1
     assert neither.output.strip() == "error: give quarantined row ids or --batch, one of the two"
     assert not any(r[3] for r in _quarantined())
+
+
+def test_text_from_a_file_is_shown_as_written_never_as_markup_or_terminal_codes(database, home):
+    _put(home, "riverton/registry.yaml", registry("riverton", 5))
+    _put(
+        home,
+        "riverton/readings/a.csv",
+        "sensor_id,observed_at,value,unit\n"
+        "[red]ghost[/red],2026-11-25T00:00:00Z,0.4,NTU\n"
+        "[/bold],2026-11-25T00:01:00Z,0.4,\x1b[31mNTU\n",
+    )
+    ingest_municipality.fn("riverton")
+    first, second = (r[0] for r in _quarantined())
+
+    listed = runner.invoke(app, ["quarantine", "list"])  # "[/bold]" as markup used to stop it
+    shown_first = runner.invoke(app, ["quarantine", "show", str(first)])
+    shown = runner.invoke(app, ["quarantine", "show", str(second)])
+
+    assert listed.exit_code == 0, listed.output
+    assert shown_first.exit_code == 0 and shown.exit_code == 0, shown_first.output + shown.output
+    assert "[red]ghost[/red]" in shown_first.output
+    assert "[/bold]" in shown.output and "\ufffd[31mNTU" in shown.output
+    assert not any("\x1b" in r.output for r in (listed, shown_first, shown))
