@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     default_timezone: str = Field("UTC", description="Timezone of a municipality whose registry names none.")
     clock_skew_seconds: int = Field(300, description="How far in the future a reading may be stamped.")
+    ingest_chunk_rows: int = Field(
+        500_000, gt=0, description="Rows of a file gated and written at a time (bounds memory)."
+    )
 
     smtp_host: str | None = Field(None, description="SMTP server; unset writes .eml files instead.")
     smtp_port: int = 587

@@ -1,4 +1,4 @@
--- The readings of one municipality in its local day [window_start, window_end), with their
+-- The readings of one municipality (by its sensors: a key range scan each) in its local day [window_start, window_end), with their
 -- sensor parameter and kind (online or lab), for the daily compliance statistics.
 with day_readings as (
     select
@@ -7,7 +7,8 @@ with day_readings as (
         qc_flag
     from readings
     where
-        municipality_id = :municipality_id
+        sensor_id in (select id from sensors where municipality_id = :municipality_id)
+        and municipality_id = :municipality_id
         and observed_at >= :window_start
         and observed_at < :window_end
 ),

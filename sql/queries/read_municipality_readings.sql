@@ -1,4 +1,4 @@
--- The readings of one municipality in the window [start, end), every sensor.
+-- The readings of one municipality (by its sensors: a key range scan each) in the window [start, end), every sensor.
 select
     sensor_id,
     observed_at,
@@ -6,6 +6,7 @@ select
     qc_flag
 from readings
 where
-    municipality_id = :municipality_id
+    sensor_id in (select id from sensors where municipality_id = :municipality_id)
+    and municipality_id = :municipality_id
     and observed_at >= :start
     and observed_at < :end

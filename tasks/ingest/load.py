@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import partial
 
 import polars as pl
 from sqlalchemy import Connection, insert, update
@@ -17,8 +19,17 @@ from tasks.audit import record_audit
 from tasks.database import append_frame, begin, bulk_insert, load_sql, read_frame, run_sql
 from tasks.ingest.files import UnreadableFile, file_format, read_inbox_file
 from tasks.models import IngestBatch, utcnow
-from tasks.quality.gate import SENSOR_SCHEMA, GateResult, check_readings, json_text
-from tasks.storage import ObjectStore
+from tasks.quality.docs import publish_validation_docs
+from tasks.quality.gate import (
+    SENSOR_SCHEMA,
+    SUITE,
+    GateResult,
+    check_readings,
+    json_text,
+    sensor_chunks,
+)
+from tasks.settings import get_settings
+from tasks.storage import ObjectStore, object_store
 
 ACTOR = "ingest"
 ALREADY_LOADED = "already loaded"
@@ -53,6 +64,7 @@ def load_file(
     *,
     clock_skew_seconds: int,
     now: datetime | None = None,
+    chunk_rows: int | None = None,
 ) -> dict:
     """Gate and load one file once; returns its figures (status loaded, failed or already loaded).
 
@@ -71,6 +83,7 @@ def load_file(
     fmt = file_format(key) or "unknown"
     try:
         raw, timezone = read_inbox_file(store, municipality_id, key, data, fmt)
+        read_seconds = time.perf_counter() - started
     except UnreadableFile as exc:
         failed = {**figures, "status": "failed", "error": str(exc)}
         if existing is not None and existing.error == str(exc):
@@ -82,19 +95,19 @@ def load_file(
             )
         log.warning("%s: file %s not loaded: %s", municipality_id, key, exc)
         return {**failed, "batch_id": batch_id}
-    gate = check_readings(
-        raw,
-        sensors,
+    judge = partial(
+        check_readings,
+        sensors=sensors,
         municipality_id=municipality_id,
         now=now or utcnow(),
         clock_skew_seconds=clock_skew_seconds,
         timezone=timezone,
     )
+    gates = map(judge, sensor_chunks(raw, chunk_rows or get_settings().ingest_chunk_rows))
+    del raw, data  # the chunks hold the rows now
     try:
         with begin() as conn:
-            counts = write_batch(
-                conn, municipality_id, store.url(key), checksum, fmt, gate, retry_of
-            )
+            counts = write_batch(conn, municipality_id, store.url(key), checksum, fmt, gates, retry_of)
     except IntegrityError:
         # Another worker loaded the same file at the same moment: its batch won the unique key.
         with begin() as conn:
@@ -102,6 +115,10 @@ def load_file(
         if existing is None or existing.status != "loaded":
             raise
         return {**figures, "status": ALREADY_LOADED, "batch_id": existing.id}
+    gx_results = counts.pop("gx_results")  # kept out of the figures: they go to the batch's Data Docs
+    docs_url = publish_validation_docs(
+        object_store(), municipality_id, counts["batch_id"], gx_results, source=store.url(key)
+    )
     log.info(
         "%s: loaded %s: %d rows loaded, %d quarantined, %d unchanged",
         municipality_id,
@@ -114,7 +131,8 @@ def load_file(
         **figures,
         **counts,
         "status": "loaded",
-        "gx_seconds": gate.validation["gx_seconds"],
+        "validation_docs_url": docs_url,
+        "read_seconds": round(read_seconds, 4),
         "seconds": round(time.perf_counter() - started, 4),
     }
 
@@ -125,23 +143,86 @@ def write_batch(
     source: str,
     checksum: str,
     fmt: str,
-    gate: GateResult,
+    gates: Iterable[GateResult],
     retry_of: int | None = None,
 ) -> dict:
-    """In the caller's transaction: the batch row, its quarantined rows, its readings, its audit."""
+    """In the caller's transaction: the batch row, its quarantined rows, its readings, its audit.
+
+    `gates` yields the gate's verdict on each chunk of the file (see `sensor_chunks`), judged
+    lazily: one chunk at a time is in memory.
+    """
     lock_municipality(conn, municipality_id)  # one writer of a tenant's readings at a time
     batch_id = _start_batch(conn, municipality_id, source, checksum, fmt, retry_of)
-    write_quarantined(conn, municipality_id, batch_id, gate.quarantined)
-    changes = write_readings(conn, municipality_id, batch_id, gate.readings)
+    tz = municipality_timezone(conn, municipality_id)
+    counts = dict.fromkeys(("rows_total", "rows_quarantined"), 0)
+    changes = dict.fromkeys(CHANGE_COUNTS, 0)
+    validations = []
+    gx_results = []
+    write_seconds = 0.0
+    for gate in gates:
+        started = time.perf_counter()
+        write_quarantined(conn, municipality_id, batch_id, gate.quarantined)
+        written = write_readings(conn, municipality_id, batch_id, gate.readings, tz)
+        write_seconds += time.perf_counter() - started
+        counts["rows_total"] += gate.rows_total
+        counts["rows_quarantined"] += gate.quarantined.height
+        for name in CHANGE_COUNTS:
+            changes[name] += written[name]
+        validations.append(gate.validation)
+        gx_results.append(gate.gx_result)
     counts = {
         "batch_id": batch_id,
-        "rows_total": gate.rows_total,
+        **counts,
         "rows_loaded": changes["rows_inserted"] + changes["rows_revised"],
-        "rows_quarantined": gate.quarantined.height,
         "rows_unchanged": changes["rows_unchanged"],
     }
-    finish_batch(conn, municipality_id, batch_id, counts, changes, gate.validation, ACTOR)
-    return {**counts, **changes}
+    validation = merge_validations(validations)
+    finish_batch(conn, municipality_id, batch_id, counts, changes, validation, ACTOR)
+    return {
+        **counts,
+        **changes,
+        "chunks": len(validations),
+        "gx_seconds": validation["gx_seconds"],
+        "gate_seconds": validation["gate_seconds"],
+        "write_seconds": round(write_seconds, 4),
+        "gx_results": gx_results,
+    }
+
+
+def merge_validations(validations: list[dict]) -> dict:
+    """One batch's validation from its chunks': counts summed, an expectation failed if it failed anywhere."""
+    if len(validations) == 1:
+        return validations[0]
+    if not validations:
+        return {
+            "suite": SUITE,
+            "statistics": {},
+            "expectations": [],
+            "gx_seconds": 0.0,
+            "gate_seconds": 0.0,
+            "rows_failed": 0,
+        }
+    expectations = [dict(e) for e in validations[0]["expectations"]]
+    for other in validations[1:]:
+        for merged, e in zip(expectations, other["expectations"], strict=True):
+            merged["success"] = merged["success"] and e["success"]
+            merged["unexpected_count"] += e["unexpected_count"]
+    successful = sum(e["success"] for e in expectations)
+    statistics = {
+        "evaluated_expectations": len(expectations),
+        "successful_expectations": successful,
+        "unsuccessful_expectations": len(expectations) - successful,
+        "success_percent": 100.0 * successful / len(expectations) if expectations else 100.0,
+    }
+    return {
+        **validations[0],
+        "statistics": statistics,
+        "expectations": expectations,
+        "gx_seconds": round(sum(v["gx_seconds"] for v in validations), 4),
+        "gate_seconds": round(sum(v["gate_seconds"] for v in validations), 4),
+        "rows_failed": sum(v["rows_failed"] for v in validations),
+        "chunks": len(validations),
+    }
 
 
 def write_quarantined(
@@ -159,43 +240,88 @@ def write_quarantined(
     bulk_insert(conn, "quarantined_rows", rows)
 
 
+STORED_SCHEMA = {
+    "sensor_id": pl.String,
+    "observed_at": pl.Datetime("us", "UTC"),
+    "old_value": pl.Float64,
+    "old_batch_id": pl.Int64,
+}
+LAST_BUCKET_SCHEMA = {"sensor_id": pl.String, "last_bucket_start": pl.Datetime("us", "UTC")}
+# A day bucket lasts 23 to 25 hours: a reading before the latest bucket's start plus this may be
+# in an aggregated bucket (mark_stale_buckets then decides exactly).
+LATEST_BUCKET_SPAN = timedelta(hours=26)
+
+
 def write_readings(
-    conn: Connection, municipality_id: str, batch_id: int, readings: pl.DataFrame
+    conn: Connection,
+    municipality_id: str,
+    batch_id: int,
+    readings: pl.DataFrame,
+    tz: str | None = None,
 ) -> dict:
     """Insert new readings, keep and replace changed ones, skip equal ones; mark late buckets.
 
-    Set-based: the batch goes into a temporary table (COPY on PostgreSQL), each incoming row is
-    matched once against the stored reading of its (sensor, time), then four statements act on
-    the whole batch. Returns the figures: rows inserted, revised, unchanged and late, and the
-    aggregate buckets marked stale.
+    The readings stored in the time span each sensor covers are read once (none for new data)
+    and matched in Polars: new readings go straight into `readings` by COPY, in key order.
+    Changed ones, and new ones that may fall in an aggregated bucket, go through a small
+    temporary table for the set-based revision and stale-bucket statements. Returns the
+    figures: rows inserted, revised, unchanged and late, and the buckets marked stale.
     """
     changes = dict.fromkeys(CHANGE_COUNTS, 0)
     if readings.is_empty():
         return changes
-    tz = municipality_timezone(conn, municipality_id)
-    staged = with_buckets(readings.select("sensor_id", "observed_at", "value"), tz)
+    tz = tz or municipality_timezone(conn, municipality_id)
+    readings = readings.select("sensor_id", "observed_at", "value")
+    ranges = readings.group_by("sensor_id").agg(
+        first_at=pl.col("observed_at").min(), last_at=pl.col("observed_at").max()
+    )
+    run_sql(conn, "drop_incoming_ranges")
+    run_sql(conn, "create_incoming_ranges")
+    append_frame(conn, "incoming_ranges", ranges, analyze=True)
+    stored = read_frame(conn, load_sql("read_stored_in_ranges"), schema=STORED_SCHEMA)
+    last_buckets = read_frame(conn, load_sql("read_last_aggregated_buckets"), schema=LAST_BUCKET_SCHEMA)
+    run_sql(conn, "drop_incoming_ranges")
+
+    matched = readings.join(stored, on=["sensor_id", "observed_at"], how="left")
+    is_new = pl.col("old_value").is_null()
+    new = matched.filter(is_new).sort("sensor_id", "observed_at")
+    append_frame(
+        conn,
+        "readings",
+        new.select(
+            "sensor_id",
+            "observed_at",
+            pl.lit(municipality_id).alias("municipality_id"),
+            "value",
+            pl.lit(2, dtype=pl.Int16).alias("qc_flag"),  # QARTOD 2: not evaluated yet
+            pl.lit(batch_id, dtype=pl.Int64).alias("batch_id"),
+        ),
+    )
+    revised = matched.filter(pl.col("old_value") != pl.col("value"))
+    late_candidates = new.join(last_buckets, on="sensor_id", how="inner").filter(
+        pl.col("observed_at") < pl.col("last_bucket_start") + LATEST_BUCKET_SPAN
+    )
+    changes["rows_inserted"] = new.height
+    changes["rows_revised"] = revised.height
+    changes["rows_unchanged"] = matched.height - new.height - revised.height
+    staged = pl.concat([revised, late_candidates.select(revised.columns)])
+    if staged.is_empty():
+        return changes
+
     run_sql(conn, "drop_incoming_readings")
     run_sql(conn, "create_incoming_readings")
-    append_frame(conn, "incoming_readings", staged)
+    append_frame(conn, "incoming_readings", with_buckets(staged, tz), analyze=True)
     now = db_value(conn, utcnow())
     params = {"municipality_id": municipality_id, "batch_id": batch_id}
-    matched = run_sql(conn, "classify_incoming_readings").rowcount
     stale = run_sql(conn, "mark_stale_buckets", {**params, "marked_at": now}).rowcount
-    revised = 0
-    if matched:
-        revised = run_sql(conn, "insert_reading_revisions", {**params, "revised_at": now}).rowcount
-    if revised:
+    if revised.height:
+        run_sql(conn, "insert_reading_revisions", {**params, "revised_at": now})
         run_sql(conn, "update_revised_readings", {"batch_id": batch_id})
-    inserted = run_sql(conn, "insert_new_readings", params).rowcount
-    late = run_sql(conn, "count_late_readings", {"batch_id": batch_id}).scalar_one() if stale else 0
+    if stale:
+        changes["rows_late"] = run_sql(conn, "count_late_readings", {"batch_id": batch_id}).scalar_one()
+    changes["buckets_marked_stale"] = stale
     run_sql(conn, "drop_incoming_readings")
-    return {
-        "rows_inserted": inserted,
-        "rows_revised": revised,
-        "rows_unchanged": matched - revised,
-        "rows_late": late,
-        "buckets_marked_stale": stale,
-    }
+    return changes
 
 
 def finish_batch(

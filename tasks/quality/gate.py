@@ -6,7 +6,9 @@ every reason that applies. The suite is `suites/readings_long.json`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from threading import Lock
@@ -19,6 +21,9 @@ from tasks.quality.reasons import explain_failures
 from tasks.quality.units import conversion
 
 SUITE = "readings_long"
+# A file's 1-based row number, carried by a chunk of a larger file (a file may have a column of
+# any other name); added when absent.
+FILE_ROW = "__waterline_row_number__"
 REQUIRED_COLUMNS = ("sensor_id", "observed_at", "value", "unit")
 SENSOR_SCHEMA = {
     "sensor_id": pl.String,
@@ -60,6 +65,7 @@ class GateResult:
     readings: pl.DataFrame  # sensor_id, observed_at (UTC), value (canonical unit)
     quarantined: pl.DataFrame  # row_number, raw (JSON text of the original row), reasons
     validation: dict  # GX statistics and per-expectation counts, for ingest_batches.validation
+    gx_result: dict = field(default_factory=dict)  # GX's own result without row lists, for Data Docs
 
     @property
     def rows_total(self) -> int:
@@ -203,6 +209,7 @@ def prepare_readings(
     `sensors` (this municipality's) are known: another tenant's sensor id is unknown here.
     Times written without an offset are wall-clock times in `timezone` (the source's zone).
     """
+    raw = numbered(raw)
     schema = raw.schema
     missing = [name for name in REQUIRED_COLUMNS if name not in schema]
     if missing:
@@ -210,6 +217,7 @@ def prepare_readings(
     exact, wall = parse_observed_at("observed_at", schema["observed_at"])
     number = parse_number("value", schema["value"])
     parsed = raw.select(
+        pl.col(FILE_ROW).alias(ROW_NUMBER),
         _clean_text("sensor_id").alias("sensor_id"),
         _clean_text("unit").alias("unit"),
         exact.alias("observed_at_exact"),
@@ -231,9 +239,6 @@ def prepare_readings(
         is_value_number=number.is_not_null(),
         is_value_finite=pl.when(number.is_not_null()).then(number.is_finite()),
         value=pl.when(number.is_finite()).then(number),
-    )
-    parsed = parsed.with_row_index(ROW_NUMBER, offset=1).with_columns(
-        pl.col(ROW_NUMBER).cast(pl.Int64)
     )
     known = (
         sensors.select(list(SENSOR_SCHEMA))
@@ -286,15 +291,54 @@ def json_text(expr: pl.Expr) -> pl.Expr:
     return encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
 
 
+def numbered(raw: pl.DataFrame) -> pl.DataFrame:
+    """`raw` with its file row numbers in FILE_ROW (1-based, file order unless already there)."""
+    if FILE_ROW in raw.columns:
+        return raw
+    return raw.with_row_index(FILE_ROW, offset=1).with_columns(pl.col(FILE_ROW).cast(pl.Int64))
+
+
+def sensor_chunks(raw: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
+    """A file in chunks of about `rows` rows, each a run of whole sensors in sensor-id order, each
+    row keeping its file row number.
+
+    Every (sensor, time) pair falls in one chunk, so the suite's uniqueness check inside a chunk
+    holds for the whole file. Sensor-id order lets the readings go into the (sensor_id,
+    observed_at) key in order, chunk after chunk. Chunks are cut one at a time.
+    """
+    raw = numbered(raw)
+    if raw.height <= rows:
+        yield raw
+        return
+    if "sensor_id" not in raw.columns:
+        yield from raw.iter_slices(rows)
+        return
+    sensor = pl.col("sensor_id").cast(pl.String).str.strip_chars().alias("__sensor__")
+    keyed = raw.with_columns(sensor)
+    del raw
+    sizes = (
+        keyed.group_by("__sensor__")
+        .len()
+        .sort("__sensor__", nulls_last=True)
+        .select("__sensor__", ((pl.col("len").cum_sum() - pl.col("len")) // rows).alias("__chunk__"))
+    )
+    part = pl.col("__sensor__").replace_strict(sizes["__sensor__"], sizes["__chunk__"], default=0)
+    keyed = keyed.with_columns(part.alias("__chunk__"))
+    for i in range(sizes["__chunk__"].max() + 1):
+        chunk = keyed.filter(pl.col("__chunk__") == i).drop("__sensor__", "__chunk__")
+        if chunk.height:
+            yield chunk
+
+
 def raw_rows(raw: pl.DataFrame, row_numbers: pl.DataFrame) -> pl.DataFrame:
     """The original rows with these (1-based) row numbers, each as JSON text of its values."""
-    index = "__waterline_row_number__"  # a file may have a column of any other name
-    numbered = raw.with_row_index(index, offset=1).with_columns(pl.col(index).cast(pl.Int64))
-    wanted = row_numbers.select(pl.col(ROW_NUMBER).cast(pl.Int64).alias(index))
-    picked = numbered.join(wanted, on=index, how="semi")
+    raw = numbered(raw)
+    wanted = row_numbers.select(pl.col(ROW_NUMBER).cast(pl.Int64).alias(FILE_ROW))
+    picked = raw.join(wanted, on=FILE_ROW, how="semi")
+    columns = [name for name in raw.columns if name != FILE_ROW]
     return json_safe(picked).select(
-        pl.col(index).cast(pl.Int64).alias(ROW_NUMBER),
-        json_text(pl.struct(raw.columns)).alias("raw"),
+        pl.col(FILE_ROW).alias(ROW_NUMBER),
+        json_text(pl.struct(columns)).alias("raw"),
     )
 
 
@@ -307,10 +351,13 @@ def check_readings(
     clock_skew_seconds: int,
     timezone: str = "UTC",
 ) -> GateResult:
-    """Run the gate on one whole file: readings that pass, rows quarantined with their reasons.
+    """Run the gate on a file or a chunk of one: readings that pass, rows quarantined with reasons.
 
-    `timezone` is the source's zone, used for times written without an offset.
+    `timezone` is the source's zone, used for times written without an offset. A chunk from
+    `sensor_chunks` keeps its rows' numbers in the file.
     """
+    started = time.perf_counter()
+    raw = numbered(raw)
     prepared = prepare_readings(raw, sensors, timezone=timezone)
     latest = now + timedelta(seconds=clock_skew_seconds)
     outcome = run_suite(
@@ -341,6 +388,9 @@ def check_readings(
         "statistics": outcome.statistics,
         "expectations": outcome.expectations,
         "gx_seconds": outcome.seconds,
+        "gate_seconds": round(time.perf_counter() - started, 4),
         "rows_failed": quarantined.height,
     }
-    return GateResult(readings=readings, quarantined=quarantined, validation=validation)
+    return GateResult(
+        readings=readings, quarantined=quarantined, validation=validation, gx_result=outcome.gx_result
+    )

@@ -26,7 +26,7 @@ REGISTRY = "municipality: {id: bigtown, name: Bigtown}\nstations:\n  - id: bigto
 LOADING = """
 select count(*) from pg_stat_activity
 where datname = :name and state = 'active' and pid <> pg_backend_pid()
-  and (query ilike '%incoming_readings%' or query ilike '%quarantined_rows%')
+  and (query ilike 'copy %' or query ilike '%quarantined_rows%')
 """
 
 
@@ -73,7 +73,13 @@ def _wait_for_the_batch_to_be_mid_load(proc: subprocess.Popen, url: str) -> None
 
 def test_a_loader_killed_mid_batch_leaves_nothing_and_the_rerun_loads_once(postgres_database, home):
     _write_inbox(home)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    # Chunks of 50,000 rows: the kill lands after some chunks were written in the batch's transaction.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "WATERLINE_INGEST_CHUNK_ROWS": "50000",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-c", "from tasks.ingest import ingest_inbox; ingest_inbox()"],
         cwd=ROOT,
