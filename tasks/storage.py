@@ -37,11 +37,15 @@ class ObjectStore:
     def _path(self, key: str) -> str:
         return f"{self.root}/{key.lstrip('/')}"
 
-    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+    def _parent_made(self, key: str) -> str:
+        """The path of `key`, its folder made first on a local store (object stores have none)."""
         path = self._path(key)
-        parent = path.rsplit("/", 1)[0]
         if self.protocol in ("file", "local"):
-            self.fs.makedirs(parent, exist_ok=True)
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        return path
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+        path = self._parent_made(key)
         self.fs.pipe_file(path, data)
         return StoredObject(self.url(key), hashlib.sha256(data).hexdigest(), len(data))
 
@@ -61,7 +65,10 @@ class ObjectStore:
         return sorted(p.removeprefix(root) for p in found)
 
     def open(self, key: str, mode: str = "rb"):
-        return self.fs.open(self._path(key), mode)
+        return self.fs.open(self._parent_made(key) if "w" in mode else self._path(key), mode)
+
+    def size(self, key: str) -> int:
+        return self.fs.size(self._path(key))
 
 
 def open_url(url: str, mode: str = "rb"):
