@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     ingest_chunk_rows: int = Field(
         500_000, gt=0, description="Rows of a file gated and written at a time (bounds memory)."
     )
+    ingest_in_memory_rows: int = Field(
+        6_000_000,
+        ge=0,
+        description="A CSV or JSON Lines file of more rows is read in pieces (bounded memory).",
+    )
 
     smtp_host: str | None = Field(None, description="SMTP server; unset writes .eml files instead.")
     smtp_port: int = 587

@@ -67,6 +67,10 @@ class ObjectStore:
     def open(self, key: str, mode: str = "rb"):
         return self.fs.open(self._parent_made(key) if "w" in mode else self._path(key), mode)
 
+    def local_path(self, key: str) -> Path | None:
+        """Where the object lies on this machine, for a local folder store; None otherwise."""
+        return Path(self._path(key)) if self.protocol in ("file", "local") else None
+
     def size(self, key: str) -> int:
         return self.fs.size(self._path(key))
 

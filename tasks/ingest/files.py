@@ -2,6 +2,12 @@
 
 Formats: CSV and JSON Lines (each optionally gzip), Parquet, and the JSON page bodies of HTTP
 sources. Layouts: long, or wide through a source mapping (tasks/ingest/mappings.py).
+
+A CSV or JSON Lines file that Polars cannot read because of some broken lines (not UTF-8, a
+line with more fields than the header, a quote never closed, a line that is not a JSON object)
+is salvaged: its good lines are read one by one and each broken line is refused with a plain
+reason, to be quarantined with the batch (`read_inbox_file`, `with_refused_lines`). A file with
+no readable header or no good line still fails as a whole.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ import gzip
 import io
 import json
 import zlib
+from array import array
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import polars as pl
 
@@ -22,7 +31,7 @@ from tasks.ingest.mappings import (
     source_names,
     source_of_key,
 )
-from tasks.quality.gate import REQUIRED_COLUMNS, json_text
+from tasks.quality.gate import FILE_ROW, READING_SCHEMA, REQUIRED_COLUMNS, SUITE, GateResult, json_text
 from tasks.storage import ObjectStore
 
 READINGS_FOLDERS = ("readings", "lab")
@@ -39,6 +48,84 @@ FORMATS = (
 FOLDER_FORMATS = ("csv.gz", "csv", "parquet", "jsonl.gz", "jsonl")
 # How much of a file's own text a refusal quotes (a header may be one 10 MB line).
 QUOTED_CHARS = 200
+# Lines refused before the gate, shaped like `GateResult.quarantined`: raw is {"line": text}.
+REFUSED_SCHEMA = {"row_number": pl.Int64, "raw": pl.String, "reasons": pl.List(pl.String)}
+NOT_AN_OBJECT = (
+    "is not a JSON object; each line must be one reading like "
+    '{"sensor_id": ..., "observed_at": ..., "value": ..., "unit": ...}'
+)
+
+
+class Table(NamedTuple):
+    """A file's rows as written, and the broken lines refused before the gate (usually none).
+
+    When lines were refused, `frame` carries each row's number in the file in FILE_ROW (the gate
+    keeps it), so the rows after a refused line keep their numbers.
+    """
+
+    frame: pl.DataFrame
+    refused: pl.DataFrame  # REFUSED_SCHEMA
+
+
+class InboxFile(NamedTuple):
+    """One inbox file as read: the rows the gate judges, the timezone of times written without
+    an offset, and the broken lines refused before the gate (see `with_refused_lines`)."""
+
+    frame: pl.DataFrame
+    timezone: str
+    refused: pl.DataFrame  # REFUSED_SCHEMA
+
+
+def no_refused() -> pl.DataFrame:
+    return pl.DataFrame(schema=REFUSED_SCHEMA)
+
+
+def refused_lines(lines: list[tuple[int, str, str]]) -> pl.DataFrame:
+    """(row number, the line's text, reason) as rows to quarantine: raw is {"line": text}.
+
+    The text keeps what the file holds (bytes that are not UTF-8 already shown as U+FFFD); NUL,
+    which PostgreSQL cannot store, becomes U+FFFD too.
+    """
+    return pl.DataFrame(
+        {
+            "row_number": [row for row, _, _ in lines],
+            "raw": [
+                json.dumps({"line": text.replace("\x00", "\ufffd")}, ensure_ascii=False)
+                for _, text, _ in lines
+            ],
+            "reasons": [[reason] for _, _, reason in lines],
+        },
+        schema=REFUSED_SCHEMA,
+    )
+
+
+def with_refused_lines(gates: Iterable[GateResult], refused: pl.DataFrame) -> Iterator[GateResult]:
+    """The gate's verdicts on a file's chunks, with the lines refused before the gate added to the
+    first chunk's quarantined rows: the batch stores and counts them like the gate's own.
+
+    The GX validation stays the gate's (those lines never reached it).
+    """
+    gates = iter(gates)
+    if refused.height == 0:
+        yield from gates
+        return
+    first = next(gates, None)
+    if first is None:  # no row reached the gate (a salvaged file always has one)
+        validation = {
+            "suite": SUITE,
+            "statistics": {},
+            "expectations": [],
+            "gx_seconds": 0.0,
+            "gate_seconds": 0.0,
+            "rows_failed": 0,
+        }
+        yield GateResult(pl.DataFrame(schema=READING_SCHEMA), refused, validation)
+        return
+    quarantined = pl.concat(
+        [first.quarantined, refused.select(first.quarantined.columns)], how="vertical_relaxed"
+    ).sort("row_number")
+    yield GateResult(first.readings, quarantined, first.validation, first.gx_result)
+    yield from gates
 
 
 class UnreadableFile(ValueError):
@@ -82,19 +169,23 @@ def municipality_folders(store: ObjectStore) -> list[str]:
 
 def read_inbox_file(
     store: ObjectStore, municipality_id: str, key: str, data: bytes, fmt: str
-) -> tuple[pl.DataFrame, str]:
-    """(long frame, timezone of naive times) for one file, through its source's mapping if any.
+) -> InboxFile:
+    """(long frame, timezone of naive times, refused lines) for one file, through its source's
+    mapping if any. A file with some broken lines is salvaged: its good rows are read and each
+    broken line is refused with a reason, to be quarantined with the batch.
 
     Raises `UnreadableFile` for a bad file or a bad mapping (the message names the mapping).
     """
     name = source_of_key(store, municipality_id, key)
     if name is None:
-        return read_long_file(data, fmt), "UTC"
+        frame, refused = read_long_table(data, fmt)
+        return InboxFile(frame, "UTC", refused)
     try:
         mapping = read_mapping(store, municipality_id, name)
     except BadMapping as exc:
         raise UnreadableFile(str(exc)) from None
-    return read_mapped_file(data, fmt, mapping), mapping.timezone
+    frame, refused = read_mapped_table(data, fmt, mapping)
+    return InboxFile(frame, mapping.timezone, refused)
 
 
 def read_long_file(data: bytes, fmt: str) -> pl.DataFrame:
@@ -102,13 +193,26 @@ def read_long_file(data: bytes, fmt: str) -> pl.DataFrame:
 
     CSV columns stay text (the gate parses them, and quarantine keeps the original strings);
     Parquet and JSON Lines columns keep their types. Column names are matched without case or
-    spaces. Raises `UnreadableFile` for an empty, corrupt or incomplete file.
+    spaces. Raises `UnreadableFile` for an empty, corrupt or incomplete file, and for one with a
+    broken line (naming it; `read_inbox_file` salvages such files instead).
     """
-    frame = read_table(data, fmt, CsvSpec())
+    return _whole(read_long_table(data, fmt))
+
+
+def read_long_table(data: bytes, fmt: str) -> Table:
+    """`read_long_file`, salvaging a file with broken lines: its good rows, and the refused lines."""
+    frame, refused = read_table(data, fmt, CsvSpec())
     names = {name: name.strip().lower() for name in frame.columns}
     _refuse_repeated_columns(list(names.values()))
     frame = frame.rename(names)
-    return _require_long(frame)
+    return Table(_require_long(frame), refused)
+
+
+def _whole(table: Table) -> pl.DataFrame:
+    """The frame of a file read without salvage: its first broken line refuses the file."""
+    if table.refused.height:
+        raise UnreadableFile(table.refused["reasons"][0][0])
+    return table.frame
 
 
 def _refuse_repeated_columns(names: list[str]) -> None:
@@ -128,17 +232,28 @@ def _refuse_repeated_columns(names: list[str]) -> None:
 
 
 def read_mapped_file(data: bytes, fmt: str, mapping: SourceMapping) -> pl.DataFrame:
-    """A file of a mapped source as a long frame the gate reads (extra columns trace the origin)."""
-    frame = read_table(data, fmt, mapping.csv, mapping.records)
+    """A file of a mapped source as a long frame the gate reads (extra columns trace the origin).
+
+    Raises `UnreadableFile` for a file with a broken line too (`read_inbox_file` salvages it).
+    """
+    return _whole(read_mapped_table(data, fmt, mapping))
+
+
+def read_mapped_table(data: bytes, fmt: str, mapping: SourceMapping) -> Table:
+    """`read_mapped_file`, salvaging a file with broken lines: its good rows, and the refused lines."""
+    frame, refused = read_table(data, fmt, mapping.csv, mapping.records)
     if frame.height == 0:
         raise UnreadableFile("the file has a header but no rows")
     if mapping.layout == "wide":
-        return wide_to_long(frame, mapping)
-    return _require_long(mapped_long(frame, mapping))
+        return Table(wide_to_long(frame, mapping), refused)
+    return Table(_require_long(mapped_long(frame, mapping)), refused)
 
 
-def read_table(data: bytes, fmt: str, csv: CsvSpec, records: str = "readings") -> pl.DataFrame:
-    """The file's table as written, in any supported format; `UnreadableFile` if it is none."""
+def read_table(data: bytes, fmt: str, csv: CsvSpec, records: str = "readings") -> Table:
+    """The file's table as written, in any supported format; `UnreadableFile` if it is none.
+
+    A CSV or JSON Lines file with broken lines comes back salvaged (see `Table`).
+    """
     if not data:
         raise UnreadableFile("the file is empty")
     if fmt.endswith(".gz"):
@@ -152,13 +267,15 @@ def read_table(data: bytes, fmt: str, csv: CsvSpec, records: str = "readings") -
         if not data.strip():
             raise UnreadableFile("the file is empty")
     if fmt == "csv":
-        return plain_columns(_read_csv(data, csv))
+        frame, refused = _read_csv(data, csv)
+        return Table(plain_columns(frame), refused)
     if fmt == "parquet":
-        return plain_columns(_read_parquet(data))
+        return Table(plain_columns(_read_parquet(data)), no_refused())
     if fmt == "jsonl":
-        return plain_columns(_read_jsonl(data))
+        frame, refused = _read_jsonl(data)
+        return Table(plain_columns(frame), refused)
     if fmt == "json":
-        return plain_columns(_read_json_page(data, records))
+        return Table(plain_columns(_read_json_page(data, records)), no_refused())
     raise UnreadableFile(f"files of format {fmt!r} are not read")
 
 
@@ -210,6 +327,11 @@ def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
             f"(found: {', '.join(frame.columns)})"
         )
     values = frame.select(value_columns)
+    source_row = (  # a salvaged file's rows keep their numbers in the file
+        pl.col(FILE_ROW).cast(pl.Int64)
+        if FILE_ROW in frame.columns
+        else pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    )
     numeric = all(dtype.is_numeric() for dtype in values.schema.values())
     value_type = pl.Float64 if numeric else pl.String
     sensors = pl.DataFrame(
@@ -222,7 +344,7 @@ def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
     long = (
         frame.lazy()
         .select(
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_row"),
+            source_row.alias("source_row"),
             pl.col(time_column).cast(pl.String).alias("time_as_written"),
             _observed_at(frame.schema[time_column], mapping).alias("observed_at"),
             *[_value(name, mapping).cast(value_type) for name in value_columns],
@@ -287,7 +409,7 @@ def _value(name: str, mapping: SourceMapping) -> pl.Expr:
 def _require_long(frame: pl.DataFrame) -> pl.DataFrame:
     missing = [name for name in REQUIRED_COLUMNS if name not in frame.columns]
     if missing:
-        found = _quoted(", ".join(frame.columns)) or "none"
+        found = _quoted(", ".join(c for c in frame.columns if c != FILE_ROW)) or "none"
         hint = next(
             (
                 f"; the header looks separated by {label}, not commas"
@@ -305,13 +427,14 @@ def _require_long(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _read_csv(data: bytes, csv: CsvSpec) -> pl.DataFrame:
+def _read_csv(data: bytes, csv: CsvSpec) -> Table:
+    """The CSV as Polars reads it; salvaged line by line when some lines break that read."""
     if not data.strip():
         raise UnreadableFile("the file is empty")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise UnreadableFile("the file is UTF-16 text; save it as UTF-8")
     try:
-        return pl.read_csv(
+        frame = pl.read_csv(
             io.BytesIO(data),
             infer_schema=False,
             encoding="utf8",
@@ -321,11 +444,196 @@ def _read_csv(data: bytes, csv: CsvSpec) -> pl.DataFrame:
     except pl.exceptions.NoDataError:
         raise UnreadableFile("the file is empty") from None
     except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        salvaged = _salvage_csv(data, csv)
+        if salvaged is not None:
+            return salvaged
         problem = _not_utf8(data) or _csv_problem(data, csv.delimiter)
         if problem is None:
             problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             problem = f"the CSV could not be read: {problem}"
         raise UnreadableFile(problem) from None
+    return Table(frame, no_refused())
+
+
+def _lines_word(start: int, end: int) -> str:
+    """'line 3', or 'lines 3-4' for a record over several lines (0-based, end exclusive)."""
+    return f"line {start + 1}" if end - start <= 1 else f"lines {start + 1}-{end}"
+
+
+def _not_utf8_reason(where: str, problem: str) -> str:
+    return f"{where} is not UTF-8 text ({problem}); save the file as UTF-8"
+
+
+def _csv_error(exc: csv_module.Error) -> str:
+    """What Python's CSV reader says of a record, in words (after 'line N ')."""
+    message = str(exc)
+    if "unexpected end of data" in message:
+        return "opens a quoted field that is never closed"
+    if "expected after" in message:
+        return 'has text after the closing quote of a field; write a quote inside a quoted field as ""'
+    if "new-line character" in message:
+        return "has a carriage return inside an unquoted field"
+    return f"is not valid CSV ({message})"
+
+
+class _Lines:
+    """A file's lines, split at \\n only and decoded as UTF-8 (a byte-order mark dropped), read one
+    at a time so a large broken file is never held as a list of lines.
+
+    Python's CSV reader pulls them through iteration; `next` is the next line's 0-based index and
+    may be set back to a line already read. A line that is not UTF-8 reads with U+FFFD for its bad
+    bytes and is recorded in `not_utf8` (index -> "byte 0xb5 at offset 104", in the file).
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.starts = array("q", [3 if data.startswith(b"\xef\xbb\xbf") else 0])  # of lines read
+        self.next = 0
+        self.not_utf8: dict[int, str] = {}
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.line(self.next)
+        if line is None:
+            raise StopIteration
+        self.next += 1
+        return line + "\n"
+
+    def line(self, index: int) -> str | None:
+        """Line `index` (one read already, or the next one), without its newline; None past the end."""
+        start = self.starts[index]
+        if start >= len(self.data):
+            return None
+        end = self.data.find(b"\n", start)
+        end = len(self.data) if end == -1 else end
+        if index + 1 == len(self.starts):
+            self.starts.append(end + 1)
+        chunk = self.data[start:end]
+        try:
+            return chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.not_utf8[index] = f"byte 0x{chunk[exc.start]:02x} at offset {start + exc.start}"
+            return chunk.decode("utf-8", "replace")
+
+    def text(self, start: int, end: int) -> str:
+        """Lines `start` to `end` (exclusive, read already) as the file has them."""
+        return "\n".join(self.line(i) or "" for i in range(start, end))
+
+    def problem(self, start: int, end: int) -> str | None:
+        """Where the first of these lines that is not UTF-8 stops being UTF-8; None if all are."""
+        if not self.not_utf8:
+            return None
+        return next((self.not_utf8[i] for i in range(start, end) if i in self.not_utf8), None)
+
+
+# Rows a salvaged file gathers as Python values before they become a frame.
+SALVAGE_BLOCK_ROWS = 50_000
+
+
+def _salvage_csv(data: bytes, csv: CsvSpec) -> Table | None:
+    """A CSV that Polars could not read, record by record: the good rows, and a refusal for each
+    broken record; None when the header is unreadable or no record is good (the file fails).
+
+    Only for files already found broken (Python's CSV reader is slower than Polars). A record is
+    refused when it is not UTF-8 or has more fields than the header; a record whose quoting is
+    broken refuses its first line, and reading resumes on the next line. As Polars reads them, a
+    shorter record is padded with nulls, a blank line is a row of nulls and an empty field is
+    null (the gate says what is missing). Rows are numbered as Polars would: data records from 1.
+    """
+    _allow_long_fields(len(data))
+    feed = _Lines(data)
+
+    def reader():  # noqa: ANN202
+        return csv_module.reader(feed, delimiter=csv.delimiter, strict=True)
+
+    records = reader()
+    header: list[str] | None = None
+    nulls = {"", *csv.null_values}
+    block: list[list[str | None]] = []
+    block_rows: list[int] = []
+    frames: list[pl.DataFrame] = []
+    has_good = False
+    refused: list[tuple[int, str, str]] = []
+    row = 0
+    while True:
+        start = feed.next
+        try:
+            fields = next(records)
+        except StopIteration:
+            break
+        except csv_module.Error as exc:
+            if header is None:
+                return None
+            row += 1
+            where = _lines_word(start, start + 1)
+            bad = feed.problem(start, start + 1)
+            reason = f"{where} {_csv_error(exc)}" if bad is None else _not_utf8_reason(where, bad)
+            refused.append((row, feed.text(start, start + 1), reason))
+            feed.next = start + 1
+            records = reader()
+            continue
+        end = feed.next
+        bad = feed.problem(start, end)
+        if header is None:
+            if not fields:  # blank lines before the header
+                continue
+            if bad is not None:
+                return None
+            header = fields
+            names = _column_names(header)
+            continue
+        row += 1
+        where = _lines_word(start, end)
+        if bad is not None:
+            refused.append((row, feed.text(start, end), _not_utf8_reason(where, bad)))
+        elif len(fields) > len(header):
+            reason = (
+                f"{where} has {len(fields)} fields but the header has {len(header)}; "
+                f"quote fields that contain {csv.delimiter!r}"
+            )
+            refused.append((row, feed.text(start, end), reason))
+        else:
+            has_good = has_good or bool(fields)
+            block.append([None if v in nulls else v for v in fields] + [None] * (len(names) - len(fields)))
+            block_rows.append(row)
+            if len(block) == SALVAGE_BLOCK_ROWS:
+                frames.append(_block_frame(block, block_rows, names))
+    if header is None or not has_good:
+        return None
+    frames.append(_block_frame(block, block_rows, names))
+    frame = pl.concat(frames)
+    return Table(frame if refused else frame.drop(FILE_ROW), refused_lines(refused))
+
+
+def _block_frame(block: list[list[str | None]], rows: list[int], names: list[str]) -> pl.DataFrame:
+    """A block of salvaged rows as a frame of text with their row numbers (the lists are emptied)."""
+    frame = pl.DataFrame(block, schema=dict.fromkeys(names, pl.String), orient="row").with_columns(
+        pl.Series(FILE_ROW, rows, dtype=pl.Int64)
+    )
+    block.clear()
+    rows.clear()
+    return frame
+
+
+def _allow_long_fields(size: int) -> None:
+    """Let Python's CSV reader read a field as long as the file (its limit is 128 KiB by default;
+    the setting is the process's, and only ever raised here)."""
+    if csv_module.field_size_limit() < size + 1:
+        csv_module.field_size_limit(size + 1)
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """The header's names, a repeated one renamed `<name>_duplicated_<n>` as Polars does."""
+    names: list[str] = []
+    repeats = 0
+    for name in header:
+        if name in names:
+            name = f"{name}_duplicated_{repeats}"
+            repeats += 1
+        names.append(name)
+    return names
 
 
 def _not_utf8(data: bytes) -> str | None:
@@ -343,6 +651,7 @@ def _not_utf8(data: bytes) -> str | None:
 
 def _csv_problem(data: bytes, delimiter: str) -> str | None:
     """The first line a CSV reader stumbles on, in words (None if Python's reader finds none)."""
+    _allow_long_fields(len(data))
     reader = csv_module.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     last_line = 0  # where the last good record ended
@@ -377,41 +686,75 @@ def _read_parquet(data: bytes) -> pl.DataFrame:
         ) from None
 
 
-def _read_jsonl(data: bytes) -> pl.DataFrame:
+def _read_jsonl(data: bytes) -> Table:
     if not data.strip():
         raise UnreadableFile("the file is empty")
     try:
-        return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+        return Table(pl.read_ndjson(io.BytesIO(data), infer_schema_length=None), no_refused())
     except Exception:  # noqa: BLE001 (Polars raises several kinds for bad JSON)
         return _read_jsonl_as_text(data)
 
 
-def _read_jsonl_as_text(data: bytes) -> pl.DataFrame:
-    """JSON Lines that Polars cannot type (a field holds numbers and objects), read line by line.
+def _read_jsonl_as_text(data: bytes) -> Table:
+    """JSON Lines that Polars cannot read (a field holds numbers and objects, or a line is broken),
+    read line by line.
 
-    Every field becomes text (objects and lists as their JSON), so the gate judges each row.
-    `UnreadableFile` names the first line that is not JSON, or not a JSON object.
+    Every field becomes text (objects and lists as their JSON), so the gate judges each row. A
+    line that is not UTF-8, not JSON or not a JSON object is refused with a reason; rows are
+    numbered by non-blank line, as Polars reads them. `UnreadableFile` when no line is good (it
+    names the first broken one).
     """
-    problem = _not_utf8(data)
-    if problem is not None:
-        raise UnreadableFile(problem)
-    rows = []
-    for number, line in enumerate(data.decode("utf-8-sig").split("\n"), start=1):  # JSON may hold U+2028
+    feed = _Lines(data)  # split at \n only: JSON may hold U+2028
+    block: list[dict] = []
+    block_rows: list[int] = []
+    frames: list[pl.DataFrame] = []
+    refused: list[tuple[int, str, str]] = []
+    row = 0
+    for index, line in enumerate(feed):
         if not line.strip():
             continue
+        line = line.removesuffix("\n")
+        row += 1
+        where = _lines_word(index, index + 1)
+        if index in feed.not_utf8:
+            refused.append((row, line, _not_utf8_reason(where, feed.not_utf8[index])))
+            continue
         try:
-            row = json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
-            problem = f"line {number} is not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
-            raise UnreadableFile(problem) from None
-        if not isinstance(row, dict):
-            raise UnreadableFile(
-                f"line {number} is not a JSON object; each line must be one reading like "
-                '{"sensor_id": ..., "observed_at": ..., "value": ..., "unit": ...}'
-            )
-        rows.append({str(k): v if v is None or isinstance(v, str) else json.dumps(v) for k, v in row.items()})
-    names = list(dict.fromkeys(k for row in rows for k in row))
-    return pl.DataFrame(rows, schema=dict.fromkeys(names, pl.String))
+            reason = f"{where} is not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+            refused.append((row, line, reason))
+            continue
+        if not isinstance(value, dict):
+            refused.append((row, line, f"{where} {NOT_AN_OBJECT}"))
+            continue
+        block.append({str(k): _text(v) for k, v in value.items()})
+        block_rows.append(row)
+        if len(block) == SALVAGE_BLOCK_ROWS:
+            frames.append(_json_block_frame(block, block_rows))
+    if block:
+        frames.append(_json_block_frame(block, block_rows))
+    if not frames:
+        problem = _not_utf8(data) or (refused[0][2] if refused else "the file is empty")
+        raise UnreadableFile(problem)
+    frame = pl.concat(frames, how="diagonal")
+    return Table(frame if refused else frame.drop(FILE_ROW), refused_lines(refused))
+
+
+def _json_block_frame(block: list[dict], rows: list[int]) -> pl.DataFrame:
+    """A block of JSON rows as a frame of text with their row numbers (the lists are emptied)."""
+    names = list(dict.fromkeys(k for row in block for k in row))
+    frame = pl.DataFrame(block, schema=dict.fromkeys(names, pl.String)).with_columns(
+        pl.Series(FILE_ROW, rows, dtype=pl.Int64)
+    )
+    block.clear()
+    rows.clear()
+    return frame
+
+
+def _text(value: object) -> str | None:
+    """A JSON value as the text a row holds: strings as they are, anything else as its JSON."""
+    return value if value is None or isinstance(value, str) else json.dumps(value)
 
 
 def _read_json_page(data: bytes, records: str) -> pl.DataFrame:
@@ -426,4 +769,4 @@ def _read_json_page(data: bytes, records: str) -> pl.DataFrame:
     if not rows:
         raise UnreadableFile("the page has no records")
     lines = "\n".join(json.dumps(row) for row in rows).encode()
-    return _read_jsonl(lines)
+    return _read_jsonl(lines).frame  # every line is an object: none is refused

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import polars as pl
 from sqlalchemy import Connection, insert, update
@@ -17,7 +18,16 @@ from tasks.analytics.aggregates import with_buckets
 from tasks.analytics.readings import db_value, lock_municipality, municipality_timezone
 from tasks.audit import record_audit
 from tasks.database import append_frame, begin, bulk_insert, load_sql, read_frame, run_sql
-from tasks.ingest.files import UnreadableFile, file_format, read_inbox_file
+from tasks.ingest.files import UnreadableFile, file_format, read_inbox_file, with_refused_lines
+from tasks.ingest.pieces import (
+    PIECEWISE_FORMATS,
+    SAMPLE_BYTES,
+    chunks_of_pieces,
+    estimated_rows,
+    file_sha256,
+    local_copy,
+    read_pieces,
+)
 from tasks.models import IngestBatch, utcnow
 from tasks.quality.docs import publish_validation_docs
 from tasks.quality.gate import (
@@ -69,20 +79,65 @@ def load_file(
     """Gate and load one file once; returns its figures (status loaded, failed or already loaded).
 
     A file that cannot be parsed gets a failed batch with a plain reason. Any other error
-    propagates and leaves nothing behind: the rerun loads the file in full.
+    propagates and leaves nothing behind: the rerun loads the file in full. A CSV or JSON Lines
+    file of more than WATERLINE_INGEST_IN_MEMORY_ROWS rows (estimated from its first 4 MB) is
+    read in pieces and spooled to disk by chunk, so memory stays bounded whatever its size.
     """
+    settings = get_settings()
+    rows = chunk_rows or settings.ingest_chunk_rows
+    fmt = file_format(key) or "unknown"
+    with local_copy(store, key) as path, tempfile.TemporaryDirectory(prefix="waterline-chunks-") as spool:
+
+        def read_whole() -> tuple[Iterator[pl.DataFrame], str, pl.DataFrame]:
+            raw, timezone, refused = read_inbox_file(store, municipality_id, key, path.read_bytes(), fmt)
+            return sensor_chunks(raw, rows), timezone, refused
+
+        def read_inbox_piece(data: bytes, plain: str) -> tuple[pl.DataFrame, str, pl.DataFrame]:
+            return read_inbox_file(store, municipality_id, key, data, plain)
+
+        def read_in_pieces() -> tuple[Iterator[pl.DataFrame], str, pl.DataFrame]:
+            return chunks_of_pieces(read_pieces(path, fmt, read_inbox_piece), rows, Path(spool))
+
+        large = (
+            fmt in PIECEWISE_FORMATS
+            and path.stat().st_size > SAMPLE_BYTES
+            and estimated_rows(path, fmt, read_inbox_piece) > settings.ingest_in_memory_rows
+        )
+        return _load_once(
+            store,
+            municipality_id,
+            key,
+            fmt,
+            file_sha256(path),
+            read_in_pieces if large else read_whole,
+            sensors,
+            clock_skew_seconds=clock_skew_seconds,
+            now=now,
+        )
+
+
+def _load_once(
+    store: ObjectStore,
+    municipality_id: str,
+    key: str,
+    fmt: str,
+    checksum: str,
+    read: Callable[[], tuple[Iterator[pl.DataFrame], str, pl.DataFrame]],
+    sensors: pl.DataFrame,
+    *,
+    clock_skew_seconds: int,
+    now: datetime | None,
+) -> dict:
+    """`load_file` once the file's checksum is known: `read` gives its chunks, timezone and refused lines."""
     started = time.perf_counter()
-    data = store.get_bytes(key)
-    checksum = hashlib.sha256(data).hexdigest()
     figures = {"file": key, "checksum_sha256": checksum, **dict.fromkeys(COUNTS, 0)}
     with begin() as conn:
         existing = find_batch_by_checksum(conn, municipality_id, checksum)
     if existing is not None and existing.status == "loaded":
         return {**figures, "status": ALREADY_LOADED, "batch_id": existing.id}
     retry_of = existing.id if existing is not None else None
-    fmt = file_format(key) or "unknown"
     try:
-        raw, timezone = read_inbox_file(store, municipality_id, key, data, fmt)
+        chunks, timezone, refused = read()
         read_seconds = time.perf_counter() - started
     except UnreadableFile as exc:
         failed = {**figures, "status": "failed", "error": str(exc)}
@@ -103,8 +158,7 @@ def load_file(
         clock_skew_seconds=clock_skew_seconds,
         timezone=timezone,
     )
-    gates = map(judge, sensor_chunks(raw, chunk_rows or get_settings().ingest_chunk_rows))
-    del raw, data  # the chunks hold the rows now
+    gates = with_refused_lines(map(judge, chunks), refused)  # a salvaged file's broken lines too
     try:
         with begin() as conn:
             counts = write_batch(conn, municipality_id, store.url(key), checksum, fmt, gates, retry_of)

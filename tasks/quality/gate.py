@@ -298,6 +298,32 @@ def numbered(raw: pl.DataFrame) -> pl.DataFrame:
     return raw.with_row_index(FILE_ROW, offset=1).with_columns(pl.col(FILE_ROW).cast(pl.Int64))
 
 
+SENSOR_KEY = "__sensor__"
+CHUNK_KEY = "__chunk__"
+
+
+def sensor_key() -> pl.Expr:
+    """The sensor id as the gate reads it (text, trimmed): what chunks are cut by."""
+    return pl.col("sensor_id").cast(pl.String).str.strip_chars().alias(SENSOR_KEY)
+
+
+def chunk_plan(sizes: pl.DataFrame, rows: int) -> pl.DataFrame:
+    """Sensor -> chunk number from each sensor's row count: runs of whole sensors in sensor-id
+    order, a new chunk once `rows` rows are reached (a sensor with more stays whole)."""
+    return (
+        sizes.group_by(SENSOR_KEY)
+        .agg(pl.col("len").sum())
+        .sort(SENSOR_KEY, nulls_last=True)
+        .select(SENSOR_KEY, ((pl.col("len").cum_sum() - pl.col("len")) // rows).alias(CHUNK_KEY))
+    )
+
+
+def with_chunk(frame: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with each row's chunk number by its sensor (a sensor absent from the plan: 0)."""
+    chunk = sensor_key().replace_strict(plan[SENSOR_KEY], plan[CHUNK_KEY], default=0)
+    return frame.with_columns(chunk.alias(CHUNK_KEY))
+
+
 def sensor_chunks(raw: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
     """A file in chunks of about `rows` rows, each a run of whole sensors in sensor-id order, each
     row keeping its file row number.
@@ -313,19 +339,11 @@ def sensor_chunks(raw: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
     if "sensor_id" not in raw.columns:
         yield from raw.iter_slices(rows)
         return
-    sensor = pl.col("sensor_id").cast(pl.String).str.strip_chars().alias("__sensor__")
-    keyed = raw.with_columns(sensor)
+    plan = chunk_plan(raw.select(sensor_key()).group_by(SENSOR_KEY).len(), rows)
+    keyed = with_chunk(raw, plan)
     del raw
-    sizes = (
-        keyed.group_by("__sensor__")
-        .len()
-        .sort("__sensor__", nulls_last=True)
-        .select("__sensor__", ((pl.col("len").cum_sum() - pl.col("len")) // rows).alias("__chunk__"))
-    )
-    part = pl.col("__sensor__").replace_strict(sizes["__sensor__"], sizes["__chunk__"], default=0)
-    keyed = keyed.with_columns(part.alias("__chunk__"))
-    for i in range(sizes["__chunk__"].max() + 1):
-        chunk = keyed.filter(pl.col("__chunk__") == i).drop("__sensor__", "__chunk__")
+    for i in range(plan[CHUNK_KEY].max() + 1):
+        chunk = keyed.filter(pl.col(CHUNK_KEY) == i).drop(CHUNK_KEY)
         if chunk.height:
             yield chunk
 

@@ -3,6 +3,7 @@
 Every case runs one file through `ingest_inbox` (what `waterline ingest PATH` runs) into an
 inbox laid out like the real one, on SQLite and PostgreSQL, and compares the whole outcome:
 the batch row, every quarantined row's reasons, and the readings that loaded beside them.
+A file with broken lines is salvaged: its good rows load and each broken line is quarantined.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ from sqlalchemy import func, select
 
 from tasks.database import begin, read_frame
 from tasks.ingest import ingest_inbox
+from tasks.ingest.files import (
+    REFUSED_SCHEMA,
+    UnreadableFile,
+    read_long_file,
+    read_table,
+    refused_lines,
+    with_refused_lines,
+)
+from tasks.ingest.mappings import CsvSpec
 from tasks.models import AuditLog, IngestBatch, QuarantinedRow, Reading
+from tasks.quality.gate import FILE_ROW, GateResult
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bad_inputs"
 MUNICIPALITY = "badville"
@@ -29,6 +40,10 @@ T0 = datetime(2026, 11, 20, tzinfo=UTC)
 PH = ("bv-ph", T0, 7.1)  # the good row most fixtures carry
 CHLORINE = ("bv-chlorine", T0, 0.4)
 CHLORINE_UNITS = "mg/L, mg/l, ug/L, µg/L, μg/L"
+NOT_AN_OBJECT = (
+    'is not a JSON object; each line must be one reading like {"sensor_id": ..., '
+    '"observed_at": ..., "value": ..., "unit": ...}'
+)
 MISSING_COLUMNS = "; a readings file needs sensor_id, observed_at, value, unit"
 # What an engineer must never be shown: a traceback or an exception class name.
 PYTHON_NOISE = re.compile(r"Traceback|\b[A-Z]\w*(Error|Exception)\b")
@@ -114,27 +129,14 @@ CASES = [
         "readings/duplicate_header_other_case.csv",
         "the header names column 'value' more than once; keep one column of each name",
     ),
-    failed("readings/unterminated_quote.csv", "line 3 opens a quoted field that is never closed"),
     failed(
-        "readings/ragged_rows.csv", "line 3 has 6 fields but the header has 4; quote fields that contain ','"
+        "readings/no_good_line.csv", "line 2 has 5 fields but the header has 4; quote fields that contain ','"
     ),
-    failed(
-        "readings/latin1.csv",
-        "the file is not UTF-8 text (byte 0xb5 at offset 104, line 3); save it as UTF-8",
-    ),
+    failed("readings/no_good_line.jsonl", f"line 1 {NOT_AN_OBJECT}"),
     failed("readings/utf16.csv", "the file is UTF-16 text; save it as UTF-8"),
     failed(
         "readings/binary_garbage.csv",
         "the file is not UTF-8 text (byte 0xbb at offset 2, line 1); save it as UTF-8",
-    ),
-    failed(
-        "readings/broken_line.jsonl",
-        "line 2 is not valid JSON: Unterminated string starting at column 63",
-    ),
-    failed(
-        "readings/non_object_lines.jsonl",
-        'line 2 is not a JSON object; each line must be one reading like {"sensor_id": ..., '
-        '"observed_at": ..., "value": ..., "unit": ...}',
     ),
     failed(
         "readings/ten_mb_header_line.csv",
@@ -145,6 +147,56 @@ CASES = [
         make=ten_mb_header_line,
     ),
     # --- files that load: every good row loads, every bad row is quarantined with its reasons ---
+    # Broken lines: the file is salvaged; a line is refused before the gate, with one reason.
+    loaded(
+        "readings/unterminated_quote.csv",
+        CHLORINE,
+        PH,
+        row_2=["unknown sensor id 'bv-ph\ufffdbv-chlorine' for municipality 'badville'"],  # lines 3-4
+        row_3=["line 5 opens a quoted field that is never closed"],
+    ),
+    loaded(
+        "readings/ragged_rows.csv",
+        CHLORINE,
+        PH,
+        row_2=["line 3 has 6 fields but the header has 4; quote fields that contain ','"],
+        row_3=["unit is missing"],  # fewer fields: padded with nulls, as Polars reads such a line
+        row_5=["value 15 outside the sensor's valid range 0-14"],  # numbered in the file, after the gap
+    ),
+    loaded(
+        "local/ragged_naive.csv",
+        CHLORINE,
+        PH,
+        row_2=["line 3 has 5 fields but the header has 4; quote fields that contain ','"],
+        row_3=["local time 2026-03-29T02:30 does not exist in Europe/Berlin (daylight-saving gap)"],
+    ),
+    loaded(
+        "readings/latin1.csv",
+        ("bv-chlorine", at(11, 20, 0, 1), 0.5),
+        PH,
+        row_2=["line 3 is not UTF-8 text (byte 0xb5 at offset 104); save the file as UTF-8"],
+    ),
+    loaded(
+        "readings/broken_line.jsonl",
+        PH,
+        ("bv-ph", at(11, 20, 0, 2), 7.3),
+        row_2=["line 3 is not valid JSON: Unterminated string starting at column 63"],  # line 2 is blank
+    ),
+    loaded(
+        "readings/non_object_lines.jsonl",
+        PH,
+        ("bv-ph", at(11, 20, 0, 1), 7.2),
+        row_2=[f"line 2 {NOT_AN_OBJECT}"],
+        row_3=[f"line 3 {NOT_AN_OBJECT}"],
+        row_4=[f"line 4 {NOT_AN_OBJECT}"],
+        row_6=["value 15 outside the sensor's valid range 0-14"],
+    ),
+    loaded(
+        "readings/latin1.jsonl",
+        PH,
+        ("bv-ph", at(11, 20, 0, 1), 7.2),
+        row_2=["line 2 is not UTF-8 text (byte 0xb5 at offset 181); save the file as UTF-8"],
+    ),
     loaded("readings/byte_order_mark.csv", CHLORINE, PH),
     loaded("readings/crlf_line_endings.csv", CHLORINE, PH),
     loaded("readings/whitespace_padded.csv", CHLORINE, PH),
@@ -436,3 +488,75 @@ def test_the_fixtures_folder_is_small_and_every_file_is_tested():
     assert sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file()) < 200_000
     readme = (FIXTURES / "README.md").read_text()
     assert [c.file for c in CASES if c.file not in readme] == []
+
+
+def test_a_broken_line_is_quarantined_as_its_text(database, home):
+    """A refused line keeps the file's text (bytes that are not UTF-8 as U+FFFD) under `line`."""
+    files = ("readings/latin1.csv", "readings/unterminated_quote.csv", "readings/broken_line.jsonl")
+    ingest_inbox(str(_inbox(home, *(Case(file) for file in files))))
+
+    with begin() as conn:
+        rows = conn.execute(select(QuarantinedRow.row_number, QuarantinedRow.raw).order_by(QuarantinedRow.id))
+        lines = [(row.row_number, row.raw) for row in rows if "line" in row.raw]
+    assert sorted(lines, key=lambda r: r[1]["line"]) == [
+        (2, {"line": "bv-chlorine,2026-11-20T00:00:00Z,400,\ufffdg/L"}),
+        (3, {"line": 'bv-ph,2026-11-20T00:02:00Z,"7.3,pH'}),
+        (2, {"line": '{"sensor_id": "bv-ph", "observed_at": "2026-11-20T00:01:00Z", "val'}),
+    ]
+
+
+def test_reading_a_file_outside_the_inbox_refuses_it_at_its_first_broken_line():
+    """`read_long_file` does not salvage: only the inbox load quarantines broken lines."""
+    with pytest.raises(UnreadableFile) as refused:
+        read_long_file((FIXTURES / "readings/ragged_rows.csv").read_bytes(), "csv")
+    assert str(refused.value) == "line 3 has 6 fields but the header has 4; quote fields that contain ','"
+
+
+HEADER = "sensor_id,observed_at,value,unit\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        HEADER + "bv-ph,t1,7.1,pH\n\nbv-ph,t2,7.2,pH\n",  # a blank line is a row of nulls
+        "\ufeff" + (HEADER + "bv-ph,t1,7.1,pH\n\nbv-ph,t2,7.2\n").replace("\n", "\r\n"),
+        "\n\n" + HEADER + '"bv-ph\nx",t1,"7,1","a ""b"""\n bv-ph , t2 ,\t7.2\t,pH \n',
+        HEADER + "bv-ph,,7.1,\nbv-ph,t2\n,,,\nbv-ph,t3,NA,pH\n",
+        HEADER + "bv-ph,t1,7.1,pH\n\n",  # a blank line at the end is a row too
+    ],
+    ids=["blank-line", "bom-crlf", "quotes-and-padding", "short-and-empty", "blank-at-end"],
+)
+def test_a_salvaged_file_reads_its_good_lines_as_polars_does(text):
+    """The same line reads the same whether or not another line of its file is broken."""
+    spec = CsvSpec(null_values=["NA"])
+    whole = read_table(text.encode(), "csv", spec)
+    broken = text + "bv-ph,t9,7.9,pH,extra\n"
+    salvaged = read_table(broken.encode(), "csv", spec)
+
+    assert whole.refused.height == 0
+    assert salvaged.frame.drop(FILE_ROW).rows() == whole.frame.rows()
+    assert salvaged.frame.columns[:-1] == whole.frame.columns
+    assert salvaged.frame[FILE_ROW].to_list() == list(range(1, whole.frame.height + 1))
+    [(row, raw, reasons)] = salvaged.refused.rows()
+    assert row == whole.frame.height + 1
+    assert raw == '{"line": "bv-ph,t9,7.9,pH,extra"}'
+    line = broken.count("\n")  # the broken line is the last
+    assert reasons == [f"line {line} has 5 fields but the header has 4; quote fields that contain ','"]
+
+
+def test_refused_lines_join_the_first_chunk_of_the_batch():
+    refused = refused_lines([(2, "a\x00b", "line 3 is broken")])
+    gate = GateResult(
+        readings=pl.DataFrame(schema=READING_SCHEMA),
+        quarantined=refused_lines([(3, "gate", "value is missing")]),
+        validation={"rows_failed": 1},
+    )
+    first, second = with_refused_lines([gate, gate], refused)
+
+    assert first.quarantined.rows() == [
+        (2, '{"line": "a\ufffdb"}', ["line 3 is broken"]),
+        (3, '{"line": "gate"}', ["value is missing"]),
+    ]
+    assert (first.validation, second) == ({"rows_failed": 1}, gate)
+    [alone] = with_refused_lines([], refused)  # no row reached the gate: the refused lines still count
+    assert (alone.rows_total, alone.quarantined.schema) == (1, pl.Schema(REFUSED_SCHEMA))

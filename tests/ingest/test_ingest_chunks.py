@@ -1,10 +1,13 @@
 """A file judged and loaded in chunks gives exactly what it gives whole: same readings, same
 quarantined rows with the same file row numbers and reasons, duplicates found across chunks."""
 
+import gzip
+import io
 from datetime import UTC, datetime
 from functools import partial
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 from sqlalchemy import select
 
@@ -114,3 +117,46 @@ def test_a_file_loaded_in_chunks_is_loaded_once_with_file_row_numbers(database, 
     assert validation["chunks"] == chunks and validation["rows_failed"] == 4
     assert figures[0]["details"]["batches"][0]["chunks"] == chunks
     assert again[0]["details"]["files_already_loaded"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "jsonl"])
+def test_a_large_file_read_in_pieces_loads_exactly_as_one_read_whole(database, home, monkeypatch, fmt):
+    """Files above WATERLINE_INGEST_IN_MEMORY_ROWS are read in pieces of whole lines and spooled
+    by chunk: the same readings, the same quarantined rows, numbers and reasons."""
+    from tasks.ingest import load, pieces
+
+    monkeypatch.setenv("WATERLINE_INGEST_CHUNK_ROWS", "15")
+    monkeypatch.setenv("WATERLINE_INGEST_IN_MEMORY_ROWS", "10")
+    monkeypatch.setattr(pieces.text_pieces, "__defaults__", (700,))  # several pieces of a 3 KB file
+    monkeypatch.setattr(load, "SAMPLE_BYTES", 100)  # files above it are sampled
+    from tasks.settings import reset_settings
+
+    reset_settings()
+    folder = home / "inbox" / "m1"
+    (folder / "readings").mkdir(parents=True)
+    (folder / "registry.yaml").write_text(REGISTRY)
+    buffer = io.BytesIO()
+    if fmt.startswith("csv"):
+        _file().write_csv(buffer)
+    else:
+        _file().write_ndjson(buffer)
+    data = gzip.compress(buffer.getvalue()) if fmt.endswith(".gz") else buffer.getvalue()
+    (folder / "readings" / f"2026-11-25.{fmt}").write_bytes(data)
+
+    read_in_pieces = []
+    real = load.chunks_of_pieces
+    monkeypatch.setattr(load, "chunks_of_pieces", lambda *a: read_in_pieces.append(1) or real(*a))
+
+    figures = ingest_inbox()
+
+    assert read_in_pieces == [1]
+    with begin() as conn:
+        readings = conn.execute(select(Reading.sensor_id, Reading.value)).all()
+        quarantined = conn.execute(
+            select(QuarantinedRow.row_number, QuarantinedRow.reasons).order_by(QuarantinedRow.row_number)
+        ).all()
+    assert figures[0]["details"]["files_loaded"] == 1, figures[0]["details"]["batches"]
+    assert len(readings) == 56
+    assert [r.row_number for r in quarantined] == [7, 20, 33, 41]
+    assert quarantined[0].reasons == ["duplicate (sensor, time) in this file"]
+    assert figures[0]["details"]["batches"][0]["chunks"] == len(list(sensor_chunks(_file(), 15)))
