@@ -101,6 +101,11 @@ def release_quarantined(
     ]
 
 
+UNREADABLE_LINE = (
+    "this line could not be read as a row of its file; correct the file and drop it into the inbox again"
+)
+
+
 def _selected(conn: Connection, row_ids, batch_id, municipality_id) -> list:  # noqa: ANN001
     query = select(QuarantinedRow.id, QuarantinedRow.municipality_id)
     if municipality_id is not None:
@@ -131,7 +136,13 @@ def _release_tenant(municipality_id: str, row_ids: list[int], actor: str, now: d
             .order_by(QuarantinedRow.id)
         ).all()
         result.already_released = [r.id for r in rows if r.released_at is not None]
-        pending = [r for r in rows if r.released_at is None]
+        # A line refused before the gate (raw {"line": ...}) is no row to judge again: its file
+        # must be corrected and dropped again. Its stored reason stays.
+        unreadable = {
+            r.id: [UNREADABLE_LINE] for r in rows if r.released_at is None and set(r.raw) == {"line"}
+        }
+        result.still_failing = dict(unreadable)
+        pending = [r for r in rows if r.released_at is None and r.id not in unreadable]
         if not pending:
             return result
         ids = [r.id for r in pending]
@@ -144,7 +155,7 @@ def _release_tenant(municipality_id: str, row_ids: list[int], actor: str, now: d
         )
         failing = {ids[n - 1]: reasons for n, reasons in gate.quarantined.select(
             "row_number", "reasons").iter_rows()}
-        result.still_failing = failing
+        result.still_failing.update(failing)
         result.released = [i for i in ids if i not in failing]
         if failing:
             conn.execute(
@@ -166,7 +177,7 @@ def _release_tenant(municipality_id: str, row_ids: list[int], actor: str, now: d
             entity_id=result.batch_id,
             details={
                 "released_ids": result.released,
-                "still_quarantined": {str(i): r for i, r in failing.items()},
+                "still_quarantined": {str(i): r for i, r in result.still_failing.items()},
                 "batch_id": result.batch_id,
                 "registry": registry,
             },

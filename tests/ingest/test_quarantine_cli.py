@@ -175,3 +175,23 @@ def test_text_from_a_file_is_shown_as_written_never_as_markup_or_terminal_codes(
     assert "[red]ghost[/red]" in shown_first.output
     assert "[/bold]" in shown.output and "\ufffd[31mNTU" in shown.output
     assert not any("\x1b" in r.output for r in (listed, shown_first, shown))
+
+
+def test_a_line_refused_before_the_gate_is_not_released_and_keeps_its_reason(database, home):
+    _put(home, "riverton/registry.yaml", registry("riverton", 5))
+    path = home / "inbox" / "riverton" / "readings" / "a.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"sensor_id,observed_at,value,unit\n"
+        b"riverton-turbidity,2026-11-25T00:00:00Z,0.4,NTU\n"
+        b"riverton-turbidity,2026-11-25T00:01:00Z,0.5,\xb5S\n"  # Latin-1: refused as a line
+    )
+    ingest_municipality.fn("riverton")
+    ((row_id, _, reasons, _),) = _quarantined()
+    assert reasons[0].startswith("line 3 is not UTF-8 text")
+
+    released = runner.invoke(app, ["quarantine", "release", str(row_id)])
+
+    assert released.exit_code == 0, released.output
+    assert "correct the file and drop it into the inbox again" in released.output
+    assert _quarantined() == [(row_id, "riverton", reasons, False)]
