@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import shutil
 import tempfile
 import zlib
@@ -24,7 +25,8 @@ from tasks.quality.gate import CHUNK_KEY, FILE_ROW, SENSOR_KEY, chunk_plan, numb
 from tasks.storage import ObjectStore
 
 PIECE_BYTES = 64 * 2**20
-PIECEWISE_FORMATS = ("csv", "csv.gz", "jsonl", "jsonl.gz")
+PIECEWISE_FORMATS = ("csv", "csv.gz", "jsonl", "jsonl.gz", "parquet")
+PARQUET_PIECE_ROWS = 1_000_000
 
 
 @contextmanager
@@ -101,26 +103,43 @@ class Piece(NamedTuple):
 def read_pieces(
     path: Path, fmt: str, read: Callable[[bytes, str], tuple[pl.DataFrame, str, pl.DataFrame]]
 ) -> Iterator[Piece]:
-    """Each piece of a CSV or JSON Lines file read by `read(piece bytes, plain format)`.
+    """Each piece of a CSV, JSON Lines or Parquet file read by `read(piece bytes, plain format)`.
 
     Row numbers continue from piece to piece, as if the file had been read whole. A refusal of a
     piece names where that piece starts.
     """
     plain = fmt.removesuffix(".gz")
-    csv = plain == "csv"
     offset = 0
+    for where, data in _raw_pieces(path, fmt):
+        try:
+            frame, timezone, refused = read(data, plain)
+        except UnreadableFile as exc:
+            raise UnreadableFile(f"{exc} (in the part of the file from {where} on)") from None
+        frame = numbered(frame).with_columns(pl.col(FILE_ROW) + offset)
+        refused = refused.with_columns(pl.col("row_number") + offset)
+        offset += frame.height + refused.height
+        yield Piece(frame, timezone, refused)
+
+
+def _raw_pieces(path: Path, fmt: str, piece_bytes: int | None = None) -> Iterator[tuple[str, bytes]]:
+    """(where the piece starts, bytes readable as a file of the same format) of a large file."""
+    if fmt == "parquet":
+        rows = piece_bytes // 64 if piece_bytes else PARQUET_PIECE_ROWS
+        try:
+            total = pl.scan_parquet(path).select(pl.len()).collect().item()
+        except (pl.exceptions.PolarsError, OSError):
+            raise UnreadableFile("the file is not a readable Parquet file") from None
+        for first in range(0, total, rows):
+            buffer = io.BytesIO()
+            pl.scan_parquet(path).slice(first, rows).collect().write_parquet(buffer)
+            yield f"row {first + 1}", buffer.getvalue()
+        return
+    csv = fmt.removesuffix(".gz") == "csv"
     try:
         with open_text(path, compressed=fmt.endswith(".gz")) as stream:
-            for first_line, data in text_pieces(stream, header=csv, quoted=csv):
-                try:
-                    frame, timezone, refused = read(data, plain)
-                except UnreadableFile as exc:
-                    where = f"the part of the file from line {first_line}"
-                    raise UnreadableFile(f"{exc} (in {where}; lines are counted from there)") from None
-                frame = numbered(frame).with_columns(pl.col(FILE_ROW) + offset)
-                refused = refused.with_columns(pl.col("row_number") + offset)
-                offset += frame.height + refused.height
-                yield Piece(frame, timezone, refused)
+            sizes = () if piece_bytes is None else (piece_bytes,)
+            for first_line, data in text_pieces(stream, *sizes, header=csv, quoted=csv):
+                yield f"line {first_line}", data
     except (OSError, EOFError, zlib.error):
         raise UnreadableFile("the file is not valid gzip (it may be truncated)") from None
 
@@ -167,13 +186,19 @@ SAMPLE_BYTES = 4 * 2**20
 
 
 def estimated_rows(path: Path, fmt: str, read: Callable[[bytes, str], tuple]) -> int:
-    """About how many rows (readings, for a wide layout) the file holds, from its first 4 MB.
+    """About how many rows (readings, for a wide layout) the file holds, from a sample of it.
 
     A file too broken to read a sample of counts as small: reading it whole gives its reason.
     """
     plain = fmt.removesuffix(".gz")
-    csv = plain == "csv"
     try:
+        if plain == "parquet":
+            total = pl.scan_parquet(path).select(pl.len()).collect().item()
+            sample_rows = SAMPLE_BYTES // 64
+            _, data = next(_raw_pieces(path, fmt, SAMPLE_BYTES), ("", b""))
+            frame, _, refused = read(data, plain)
+            return int((frame.height + refused.height) * total / max(1, min(total, sample_rows)))
+        csv = plain == "csv"
         with path.open("rb") as raw:
             stream = gzip.GzipFile(fileobj=raw) if fmt.endswith(".gz") else raw
             first = next(text_pieces(stream, SAMPLE_BYTES, header=csv, quoted=csv), None)
@@ -181,6 +206,6 @@ def estimated_rows(path: Path, fmt: str, read: Callable[[bytes, str], tuple]) ->
         if first is None:
             return 0
         frame, _, refused = read(first[1], plain)
-    except (UnreadableFile, OSError, EOFError, zlib.error):
+    except (UnreadableFile, pl.exceptions.PolarsError, OSError, EOFError, zlib.error):
         return 0
     return int((frame.height + refused.height) * path.stat().st_size / max(consumed, 1))

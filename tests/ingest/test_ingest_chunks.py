@@ -119,7 +119,7 @@ def test_a_file_loaded_in_chunks_is_loaded_once_with_file_row_numbers(database, 
     assert again[0]["details"]["files_already_loaded"] == 1
 
 
-@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "jsonl", "parquet"])
 def test_a_large_file_read_in_pieces_loads_exactly_as_one_read_whole(database, home, monkeypatch, fmt):
     """Files above WATERLINE_INGEST_IN_MEMORY_ROWS are read in pieces of whole lines and spooled
     by chunk: the same readings, the same quarantined rows, numbers and reasons."""
@@ -128,6 +128,7 @@ def test_a_large_file_read_in_pieces_loads_exactly_as_one_read_whole(database, h
     monkeypatch.setenv("WATERLINE_INGEST_CHUNK_ROWS", "15")
     monkeypatch.setenv("WATERLINE_INGEST_IN_MEMORY_ROWS", "10")
     monkeypatch.setattr(pieces.text_pieces, "__defaults__", (700,))  # several pieces of a 3 KB file
+    monkeypatch.setattr(pieces, "PARQUET_PIECE_ROWS", 17)
     monkeypatch.setattr(load, "SAMPLE_BYTES", 100)  # files above it are sampled
     from tasks.settings import reset_settings
 
@@ -138,6 +139,8 @@ def test_a_large_file_read_in_pieces_loads_exactly_as_one_read_whole(database, h
     buffer = io.BytesIO()
     if fmt.startswith("csv"):
         _file().write_csv(buffer)
+    elif fmt == "parquet":
+        _file().write_parquet(buffer)
     else:
         _file().write_ndjson(buffer)
     data = gzip.compress(buffer.getvalue()) if fmt.endswith(".gz") else buffer.getvalue()
