@@ -149,3 +149,24 @@ def worker_id(request) -> str:
     """The xdist worker name, or 'master' without xdist."""
     workerinput = getattr(request.config, "workerinput", None)
     return workerinput["workerid"] if workerinput else "master"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> str:
+    """A real S3-protocol server (moto's, on loopback) with a bucket `waterline`; its endpoint."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="waterline")
+    yield endpoint
+    server.stop()

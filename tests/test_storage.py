@@ -2,25 +2,8 @@
 
 import hashlib
 
-import pytest
-
 from tasks.settings import reset_settings
 from tasks.storage import ObjectStore, object_store, open_url
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="waterline")
-    yield endpoint
-    server.stop()
 
 
 def _roundtrip(store: ObjectStore) -> None:

@@ -65,26 +65,6 @@ def outcome():
     return _validate(ROWS)
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key=SECRET,
-        region_name="us-east-1",
-    ).create_bucket(Bucket="waterline")
-    yield endpoint
-    server.stop()
-
-
 def _s3_store(endpoint: str) -> ObjectStore:
     options = {
         "key": "test",
@@ -156,10 +136,10 @@ def test_docs_of_a_batch_are_written_to_a_folder_store(tmp_path, outcome):
     ]
 
 
-def test_docs_of_a_batch_are_written_to_an_s3_store(s3_endpoint, outcome):
+def test_docs_of_a_batch_are_written_to_an_s3_store(s3_server, outcome):
     import boto3
 
-    store = _s3_store(s3_endpoint)
+    store = _s3_store(s3_server)
     source = "https://user:pw@example.org/export.csv?token=abc"
     url = write_validation_docs(store, "m1", 42, outcome.gx_result, source=source)
     assert url == "s3://waterline/objects/quality/m1/batches/42/index.html"
@@ -171,7 +151,7 @@ def test_docs_of_a_batch_are_written_to_an_s3_store(s3_endpoint, outcome):
     assert store.exists(FAVICON_KEY)
     s3 = boto3.client(
         "s3",
-        endpoint_url=s3_endpoint,
+        endpoint_url=s3_server,
         aws_access_key_id="test",
         aws_secret_access_key=SECRET,
         region_name="us-east-1",
