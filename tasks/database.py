@@ -141,7 +141,7 @@ def bulk_insert(
             f"create temp table if not exists {staging} (like {table} including defaults) on commit drop"
         )
         conn.exec_driver_sql(f"truncate {staging}")
-        append_frame(conn, staging, df, analyze=False)
+        append_frame(conn, staging, df)
         return conn.exec_driver_sql(
             f"insert into {table} ({col_list}) select {col_list} from {staging}{conflict}"
         ).rowcount
@@ -153,7 +153,7 @@ def bulk_insert(
     return raw.total_changes - before
 
 
-def append_frame(conn: Connection, table: str, df: pl.DataFrame, analyze: bool = True) -> None:
+def append_frame(conn: Connection, table: str, df: pl.DataFrame, analyze: bool = False) -> None:
     """Append a frame to a table as is: COPY on PostgreSQL, executemany on SQLite.
 
     With `analyze`, PostgreSQL gathers statistics afterwards: a temporary table has none until asked,

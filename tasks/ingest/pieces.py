@@ -63,7 +63,7 @@ def open_text(path: Path, compressed: bool) -> Iterator[BinaryIO]:
 
 
 def text_pieces(
-    stream: BinaryIO, piece_bytes: int = PIECE_BYTES, *, header: bool, quoted: bool
+    stream: BinaryIO, piece_bytes: int | None = None, *, header: bool, quoted: bool
 ) -> Iterator[tuple[int, bytes]]:
     """(first line number, bytes) of pieces of about `piece_bytes` whole lines.
 
@@ -71,6 +71,7 @@ def text_pieces(
     header as line 1. With `quoted` (CSV), a cut moves back until the double quotes before it are
     balanced, so no quoted field is split.
     """
+    piece_bytes = piece_bytes or PIECE_BYTES
     head = stream.readline() if header else b""
     line = 2 if header else 1
     rest = b""
@@ -137,8 +138,7 @@ def _raw_pieces(path: Path, fmt: str, piece_bytes: int | None = None) -> Iterato
     csv = fmt.removesuffix(".gz") == "csv"
     try:
         with open_text(path, compressed=fmt.endswith(".gz")) as stream:
-            sizes = () if piece_bytes is None else (piece_bytes,)
-            for first_line, data in text_pieces(stream, *sizes, header=csv, quoted=csv):
+            for first_line, data in text_pieces(stream, piece_bytes, header=csv, quoted=csv):
                 yield f"line {first_line}", data
     except (OSError, EOFError, zlib.error):
         raise UnreadableFile("the file is not valid gzip (it may be truncated)") from None

@@ -127,7 +127,7 @@ def test_a_large_file_read_in_pieces_loads_exactly_as_one_read_whole(database, h
 
     monkeypatch.setenv("WATERLINE_INGEST_CHUNK_ROWS", "15")
     monkeypatch.setenv("WATERLINE_INGEST_IN_MEMORY_ROWS", "10")
-    monkeypatch.setattr(pieces.text_pieces, "__defaults__", (700,))  # several pieces of a 3 KB file
+    monkeypatch.setattr(pieces, "PIECE_BYTES", 700)  # several pieces of a 3 KB file
     monkeypatch.setattr(pieces, "PARQUET_PIECE_ROWS", 17)
     monkeypatch.setattr(load, "SAMPLE_BYTES", 100)  # files above it are sampled
     from tasks.settings import reset_settings
