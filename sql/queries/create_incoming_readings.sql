@@ -1,5 +1,5 @@
--- A temporary table for one batch's readings, with the aggregate buckets each falls in and,
--- once classified, the value and batch already stored for the same (sensor, time).
+-- A temporary table for the readings of a chunk that revise a stored value or may land in an
+-- aggregated bucket, with their buckets and the value and batch stored before (null: new).
 create temporary table incoming_readings (
     sensor_id varchar(64) not null,
     observed_at timestamp with time zone not null,
