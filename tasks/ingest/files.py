@@ -32,6 +32,7 @@ from tasks.ingest.mappings import (
     source_of_key,
 )
 from tasks.quality.gate import FILE_ROW, READING_SCHEMA, REQUIRED_COLUMNS, SUITE, GateResult, json_text
+from tasks.quality.wide import judge_wide_rows
 from tasks.storage import ObjectStore
 
 READINGS_FOLDERS = ("readings", "lab")
@@ -245,7 +246,8 @@ def read_mapped_table(data: bytes, fmt: str, mapping: SourceMapping) -> Table:
     if frame.height == 0:
         raise UnreadableFile("the file has a header but no rows")
     if mapping.layout == "wide":
-        return Table(wide_to_long(frame, mapping), refused)
+        long, judged = wide_to_long(frame, mapping)
+        return Table(long, pl.concat([refused, judged]) if judged.height else refused)
     return Table(_require_long(mapped_long(frame, mapping)), refused)
 
 
@@ -312,8 +314,9 @@ def _binary_text(values: pl.Series) -> pl.Series:
         return values.map_elements(lambda v: v.decode("utf-8", "replace"), return_dtype=pl.String)
 
 
-def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
-    """One row per time and one column per sensor, unpivoted to one row per (sensor, time).
+def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per time and one column per sensor, unpivoted to one row per (sensor, time),
+    and the rows the wide gate refused (no readable time, or an earlier row's time).
 
     Empty cells are no reading and are dropped; every other cell goes to the gate. The result
     keeps `source_row` (1-based data row) and `source_column` so quarantined rows can be traced.
@@ -327,10 +330,15 @@ def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
             f"(found: {', '.join(frame.columns)})"
         )
     values = frame.select(value_columns)
-    source_row = (  # a salvaged file's rows keep their numbers in the file
-        pl.col(FILE_ROW).cast(pl.Int64)
-        if FILE_ROW in frame.columns
-        else pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    if FILE_ROW not in frame.columns:  # a salvaged file's rows already keep their numbers
+        frame = frame.with_row_index(FILE_ROW, offset=1)
+    source_row = pl.col(FILE_ROW).cast(pl.Int64)
+    frame, judged = judge_wide_rows(
+        frame,
+        time_column,
+        _observed_at(frame.schema[time_column], mapping),
+        mapping.time.format,
+        source_row,
     )
     numeric = all(dtype.is_numeric() for dtype in values.schema.values())
     value_type = pl.Float64 if numeric else pl.String
@@ -361,9 +369,9 @@ def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
                 "time_as_written")
         .collect()
     )
-    if long.height == 0:
+    if long.height == 0 and judged.height == 0:
         raise UnreadableFile("the file has rows but every declared value cell is empty")
-    return long
+    return long, judged
 
 
 def mapped_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:

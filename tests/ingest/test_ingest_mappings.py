@@ -103,7 +103,7 @@ def test_wide_cells_that_fail_the_gate_are_quarantined_with_their_origin(databas
         home,
         "lakeside/plc/2026-07-01.csv",
         "Zeit;pH;T;Kommentar\n01.07.2026 12:00;7,2;18,5;ok\n01.07.2026 12:01;;18,6;\n"
-        "32.07.2026 12:02;7,3;x;\n",
+        "01.07.2026 12:02;7,3;x;\n32.07.2026 12:03;7,4;18,7;\n01.07.2026 12:00;7,9;19,0;again\n",
     )
     ingest_inbox()
     assert_frame_equal(
@@ -111,6 +111,7 @@ def test_wide_cells_that_fail_the_gate_are_quarantined_with_their_origin(databas
         pl.DataFrame(
             [
                 ("lakeside-ph", datetime(2026, 7, 1, 10, 0, tzinfo=UTC), 7.2),
+                ("lakeside-ph", datetime(2026, 7, 1, 10, 2, tzinfo=UTC), 7.3),
                 ("lakeside-temp", datetime(2026, 7, 1, 10, 0, tzinfo=UTC), 18.5),
                 ("lakeside-temp", datetime(2026, 7, 1, 10, 1, tzinfo=UTC), 18.6),
             ],
@@ -119,12 +120,24 @@ def test_wide_cells_that_fail_the_gate_are_quarantined_with_their_origin(databas
         ),
     )
     with begin() as conn:
-        raws = conn.scalars(select(QuarantinedRow.raw).order_by(QuarantinedRow.row_number)).all()
-    assert [r if isinstance(r, dict) else json.loads(r) for r in raws] == [
-        {"sensor_id": "lakeside-ph", "observed_at": "32.07.2026 12:02", "value": "7.3", "unit": "pH",
-         "source_row": 3, "source_column": "pH", "time_as_written": "32.07.2026 12:02"},
-        {"sensor_id": "lakeside-temp", "observed_at": "32.07.2026 12:02", "value": "x", "unit": "degC",
-         "source_row": 3, "source_column": "T", "time_as_written": "32.07.2026 12:02"},
+        rows = conn.execute(
+            select(QuarantinedRow.raw, QuarantinedRow.reasons).order_by(QuarantinedRow.id)
+        ).all()
+    quarantined = [(r.raw if isinstance(r.raw, dict) else json.loads(r.raw), r.reasons) for r in rows]
+    # The wide gate refuses whole rows: a time that is none, a time an earlier row has.
+    assert len(quarantined) == 3
+    assert [q for q in quarantined if "Zeit" in q[0]] == [
+        ({"Zeit": "32.07.2026 12:03", "pH": "7,4", "T": "18,7", "Kommentar": None},
+         ["time '32.07.2026 12:03' is not a time in the format %d.%m.%Y %H:%M; "
+          "none of the row's values is loaded"]),
+        ({"Zeit": "01.07.2026 12:00", "pH": "7,9", "T": "19,0", "Kommentar": "again"},
+         ["time 01.07.2026 12:00 is on an earlier row of this file too; this row's values are not loaded"]),
+    ]
+    # The readings gate refuses single cells, traced to their row and column.
+    assert [q for q in quarantined if "Zeit" not in q[0]] == [
+        ({"sensor_id": "lakeside-temp", "observed_at": "2026-07-01T12:02:00", "value": "x", "unit": "degC",
+          "source_row": 3, "source_column": "T", "time_as_written": "01.07.2026 12:02"},
+         ["value 'x' is not a number"]),
     ]
 
 
