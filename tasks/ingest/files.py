@@ -66,6 +66,7 @@ class Table(NamedTuple):
 
     frame: pl.DataFrame
     refused: pl.DataFrame  # REFUSED_SCHEMA
+    validations: tuple[dict, ...] = ()  # of suites that judged the file before its readings
 
 
 class InboxFile(NamedTuple):
@@ -75,6 +76,7 @@ class InboxFile(NamedTuple):
     frame: pl.DataFrame
     timezone: str
     refused: pl.DataFrame  # REFUSED_SCHEMA
+    validations: tuple[dict, ...] = ()  # of suites that judged the file before its readings
 
 
 def no_refused() -> pl.DataFrame:
@@ -179,14 +181,14 @@ def read_inbox_file(
     """
     name = source_of_key(store, municipality_id, key)
     if name is None:
-        frame, refused = read_long_table(data, fmt)
-        return InboxFile(frame, "UTC", refused)
+        frame, refused, _ = read_long_table(data, fmt)
+        return InboxFile(frame, "UTC", refused)  # a long file: no suite before the readings
     try:
         mapping = read_mapping(store, municipality_id, name)
     except BadMapping as exc:
         raise UnreadableFile(str(exc)) from None
-    frame, refused = read_mapped_table(data, fmt, mapping)
-    return InboxFile(frame, mapping.timezone, refused)
+    table = read_mapped_table(data, fmt, mapping)
+    return InboxFile(table.frame, mapping.timezone, table.refused, table.validations)
 
 
 def read_long_file(data: bytes, fmt: str) -> pl.DataFrame:
@@ -202,7 +204,7 @@ def read_long_file(data: bytes, fmt: str) -> pl.DataFrame:
 
 def read_long_table(data: bytes, fmt: str) -> Table:
     """`read_long_file`, salvaging a file with broken lines: its good rows, and the refused lines."""
-    frame, refused = read_table(data, fmt, CsvSpec())
+    frame, refused, _ = read_table(data, fmt, CsvSpec())
     names = {name: name.strip().lower() for name in frame.columns}
     _refuse_repeated_columns(list(names.values()))
     frame = frame.rename(names)
@@ -242,12 +244,12 @@ def read_mapped_file(data: bytes, fmt: str, mapping: SourceMapping) -> pl.DataFr
 
 def read_mapped_table(data: bytes, fmt: str, mapping: SourceMapping) -> Table:
     """`read_mapped_file`, salvaging a file with broken lines: its good rows, and the refused lines."""
-    frame, refused = read_table(data, fmt, mapping.csv, mapping.records)
+    frame, refused, _ = read_table(data, fmt, mapping.csv, mapping.records)
     if frame.height == 0:
         raise UnreadableFile("the file has a header but no rows")
     if mapping.layout == "wide":
-        long, judged = wide_to_long(frame, mapping)
-        return Table(long, pl.concat([refused, judged]) if judged.height else refused)
+        long, judged, validation = wide_to_long(frame, mapping)
+        return Table(long, pl.concat([refused, judged]) if judged.height else refused, (validation,))
     return Table(_require_long(mapped_long(frame, mapping)), refused)
 
 
@@ -269,12 +271,12 @@ def read_table(data: bytes, fmt: str, csv: CsvSpec, records: str = "readings") -
         if not data.strip():
             raise UnreadableFile("the file is empty")
     if fmt == "csv":
-        frame, refused = _read_csv(data, csv)
+        frame, refused, _ = _read_csv(data, csv)
         return Table(plain_columns(frame), refused)
     if fmt == "parquet":
         return Table(plain_columns(_read_parquet(data)), no_refused())
     if fmt == "jsonl":
-        frame, refused = _read_jsonl(data)
+        frame, refused, _ = _read_jsonl(data)
         return Table(plain_columns(frame), refused)
     if fmt == "json":
         return Table(plain_columns(_read_json_page(data, records)), no_refused())
@@ -314,9 +316,9 @@ def _binary_text(values: pl.Series) -> pl.Series:
         return values.map_elements(lambda v: v.decode("utf-8", "replace"), return_dtype=pl.String)
 
 
-def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> tuple[pl.DataFrame, pl.DataFrame]:
+def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """One row per time and one column per sensor, unpivoted to one row per (sensor, time),
-    and the rows the wide gate refused (no readable time, or an earlier row's time).
+    the rows the wide gate refused (no readable time, or an earlier row's time), and its figures.
 
     Empty cells are no reading and are dropped; every other cell goes to the gate. The result
     keeps `source_row` (1-based data row) and `source_column` so quarantined rows can be traced.
@@ -333,7 +335,7 @@ def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> tuple[pl.DataFr
     if FILE_ROW not in frame.columns:  # a salvaged file's rows already keep their numbers
         frame = frame.with_row_index(FILE_ROW, offset=1)
     source_row = pl.col(FILE_ROW).cast(pl.Int64)
-    frame, judged = judge_wide_rows(
+    frame, judged, validation = judge_wide_rows(
         frame,
         time_column,
         _observed_at(frame.schema[time_column], mapping),
@@ -371,7 +373,7 @@ def wide_to_long(frame: pl.DataFrame, mapping: SourceMapping) -> tuple[pl.DataFr
     )
     if long.height == 0 and judged.height == 0:
         raise UnreadableFile("the file has rows but every declared value cell is empty")
-    return long, judged
+    return long, judged, validation
 
 
 def mapped_long(frame: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -18,10 +18,11 @@ from tasks.analytics.aggregates import with_buckets
 from tasks.analytics.readings import db_value, lock_municipality, municipality_timezone
 from tasks.audit import record_audit
 from tasks.database import append_frame, begin, bulk_insert, load_sql, read_frame, run_sql
-from tasks.ingest.files import UnreadableFile, file_format, read_inbox_file, with_refused_lines
+from tasks.ingest.files import InboxFile, UnreadableFile, file_format, read_inbox_file, with_refused_lines
 from tasks.ingest.pieces import (
     PIECEWISE_FORMATS,
     SAMPLE_BYTES,
+    InboxChunks,
     chunks_of_pieces,
     estimated_rows,
     file_sha256,
@@ -88,14 +89,16 @@ def load_file(
     fmt = file_format(key) or "unknown"
     with local_copy(store, key) as path, tempfile.TemporaryDirectory(prefix="waterline-chunks-") as spool:
 
-        def read_whole() -> tuple[Iterator[pl.DataFrame], str, pl.DataFrame]:
-            raw, timezone, refused = read_inbox_file(store, municipality_id, key, path.read_bytes(), fmt)
-            return sensor_chunks(raw, rows), timezone, refused
+        def read_whole() -> InboxChunks:
+            raw, timezone, refused, validations = read_inbox_file(
+                store, municipality_id, key, path.read_bytes(), fmt
+            )
+            return InboxChunks(sensor_chunks(raw, rows), timezone, refused, validations)
 
-        def read_inbox_piece(data: bytes, plain: str) -> tuple[pl.DataFrame, str, pl.DataFrame]:
+        def read_inbox_piece(data: bytes, plain: str) -> InboxFile:
             return read_inbox_file(store, municipality_id, key, data, plain)
 
-        def read_in_pieces() -> tuple[Iterator[pl.DataFrame], str, pl.DataFrame]:
+        def read_in_pieces() -> InboxChunks:
             return chunks_of_pieces(read_pieces(path, fmt, read_inbox_piece), rows, Path(spool))
 
         large = (
@@ -122,7 +125,7 @@ def _load_once(
     key: str,
     fmt: str,
     checksum: str,
-    read: Callable[[], tuple[Iterator[pl.DataFrame], str, pl.DataFrame]],
+    read: Callable[[], InboxChunks],
     sensors: pl.DataFrame,
     *,
     clock_skew_seconds: int,
@@ -137,7 +140,7 @@ def _load_once(
         return {**figures, "status": ALREADY_LOADED, "batch_id": existing.id}
     retry_of = existing.id if existing is not None else None
     try:
-        chunks, timezone, refused = read()
+        chunks, timezone, refused, source_validations = read()
         read_seconds = time.perf_counter() - started
     except UnreadableFile as exc:
         failed = {**figures, "status": "failed", "error": str(exc)}
@@ -161,7 +164,9 @@ def _load_once(
     gates = with_refused_lines(map(judge, chunks), refused)  # a salvaged file's broken lines too
     try:
         with begin() as conn:
-            counts = write_batch(conn, municipality_id, store.url(key), checksum, fmt, gates, retry_of)
+            counts = write_batch(
+                conn, municipality_id, store.url(key), checksum, fmt, gates, retry_of, source_validations
+            )
     except IntegrityError:
         # Another worker loaded the same file at the same moment: its batch won the unique key.
         with begin() as conn:
@@ -199,6 +204,7 @@ def write_batch(
     fmt: str,
     gates: Iterable[GateResult],
     retry_of: int | None = None,
+    source_validations: Iterable[dict] = (),
 ) -> dict:
     """In the caller's transaction: the batch row, its quarantined rows, its readings, its audit.
 
@@ -231,6 +237,8 @@ def write_batch(
         "rows_unchanged": changes["rows_unchanged"],
     }
     validation = merge_validations(validations)
+    if source_validations:  # suites that judged the file's own rows first (wide sources)
+        validation = {**validation, "source": merge_validations(list(source_validations))}
     finish_batch(conn, municipality_id, batch_id, counts, changes, validation, ACTOR)
     return {
         **counts,

@@ -20,7 +20,7 @@ from typing import BinaryIO, NamedTuple
 
 import polars as pl
 
-from tasks.ingest.files import UnreadableFile
+from tasks.ingest.files import InboxFile, UnreadableFile
 from tasks.quality.gate import CHUNK_KEY, FILE_ROW, SENSOR_KEY, chunk_plan, numbered, sensor_key, with_chunk
 from tasks.storage import ObjectStore
 
@@ -93,17 +93,26 @@ def text_pieces(
         rest = data[cut:]
 
 
+class InboxChunks(NamedTuple):
+    """A file ready for the readings gate: its chunks, the timezone of its naive times, the lines
+    refused before the gate, and the figures of suites that judged it before its readings."""
+
+    chunks: Iterator[pl.DataFrame]
+    timezone: str
+    refused: pl.DataFrame
+    validations: tuple[dict, ...]
+
+
 class Piece(NamedTuple):
     """One piece of a large file, read: rows numbered in the whole file, refused lines likewise."""
 
     frame: pl.DataFrame
     timezone: str
     refused: pl.DataFrame
+    validations: tuple[dict, ...]
 
 
-def read_pieces(
-    path: Path, fmt: str, read: Callable[[bytes, str], tuple[pl.DataFrame, str, pl.DataFrame]]
-) -> Iterator[Piece]:
+def read_pieces(path: Path, fmt: str, read: Callable[[bytes, str], InboxFile]) -> Iterator[Piece]:
     """Each piece of a CSV, JSON Lines or Parquet file read by `read(piece bytes, plain format)`.
 
     Row numbers continue from piece to piece, as if the file had been read whole. A refusal of a
@@ -113,13 +122,13 @@ def read_pieces(
     offset = 0
     for where, data in _raw_pieces(path, fmt):
         try:
-            frame, timezone, refused = read(data, plain)
+            frame, timezone, refused, validations = read(data, plain)
         except UnreadableFile as exc:
             raise UnreadableFile(f"{exc} (in the part of the file from {where} on)") from None
         frame = numbered(frame).with_columns(pl.col(FILE_ROW) + offset)
         refused = refused.with_columns(pl.col("row_number") + offset)
         offset += frame.height + refused.height
-        yield Piece(frame, timezone, refused)
+        yield Piece(frame, timezone, refused, validations)
 
 
 def _raw_pieces(path: Path, fmt: str, piece_bytes: int | None = None) -> Iterator[tuple[str, bytes]]:
@@ -144,10 +153,9 @@ def _raw_pieces(path: Path, fmt: str, piece_bytes: int | None = None) -> Iterato
         raise UnreadableFile("the file is not valid gzip (it may be truncated)") from None
 
 
-def chunks_of_pieces(
-    pieces: Iterator[Piece], rows: int, folder: Path
-) -> tuple[Iterator[pl.DataFrame], str, pl.DataFrame]:
-    """(chunks, timezone, refused lines) of a large file, never holding more than a piece and a chunk.
+def chunks_of_pieces(pieces: Iterator[Piece], rows: int, folder: Path) -> InboxChunks:
+    """A large file's chunks, timezone, refused lines and early suites' figures, never holding
+    more than a piece and a chunk.
 
     One pass over the pieces counts each sensor's rows (keeping the refused lines) and spools
     each piece to an Arrow file under `folder`; a second, over those files, sorts the rows into
@@ -155,10 +163,11 @@ def chunks_of_pieces(
     chunks are then read back one at a time: whole sensors in sensor-id order, as `sensor_chunks`
     cuts a file read whole.
     """
-    sizes, refused, timezone, spooled = [], [], "UTC", []
+    sizes, refused, timezone, spooled, validations = [], [], "UTC", [], []
     for number, piece in enumerate(pieces):
         sizes.append(piece.frame.select(sensor_key()).group_by(SENSOR_KEY).len())
         refused.append(piece.refused)
+        validations.extend(piece.validations)
         timezone = piece.timezone
         spooled.append(folder / f"piece-{number:06d}.arrow")
         piece.frame.write_ipc(spooled[-1])
@@ -179,13 +188,13 @@ def chunks_of_pieces(
                 for f in files:
                     f.unlink()
 
-    return chunks(), timezone, pl.concat(refused) if refused else pl.DataFrame()
+    return InboxChunks(chunks(), timezone, pl.concat(refused), tuple(validations))
 
 
 SAMPLE_BYTES = 4 * 2**20
 
 
-def estimated_rows(path: Path, fmt: str, read: Callable[[bytes, str], tuple]) -> int:
+def estimated_rows(path: Path, fmt: str, read: Callable[[bytes, str], InboxFile]) -> int:
     """About how many rows (readings, for a wide layout) the file holds, from a sample of it.
 
     A file too broken to read a sample of counts as small: reading it whole gives its reason.
@@ -196,8 +205,9 @@ def estimated_rows(path: Path, fmt: str, read: Callable[[bytes, str], tuple]) ->
             total = pl.scan_parquet(path).select(pl.len()).collect().item()
             sample_rows = SAMPLE_BYTES // 64
             _, data = next(_raw_pieces(path, fmt, SAMPLE_BYTES), ("", b""))
-            frame, _, refused = read(data, plain)
-            return int((frame.height + refused.height) * total / max(1, min(total, sample_rows)))
+            sample = read(data, plain)
+            rows = sample.frame.height + sample.refused.height
+            return int(rows * total / max(1, min(total, sample_rows)))
         csv = plain == "csv"
         with path.open("rb") as raw:
             stream = gzip.GzipFile(fileobj=raw) if fmt.endswith(".gz") else raw
@@ -205,7 +215,7 @@ def estimated_rows(path: Path, fmt: str, read: Callable[[bytes, str], tuple]) ->
             consumed = raw.tell()  # bytes of the file (compressed, for gzip) the sample took
         if first is None:
             return 0
-        frame, _, refused = read(first[1], plain)
+        sample = read(first[1], plain)
     except (UnreadableFile, pl.exceptions.PolarsError, OSError, EOFError, zlib.error):
         return 0
-    return int((frame.height + refused.height) * path.stat().st_size / max(consumed, 1))
+    return int((sample.frame.height + sample.refused.height) * path.stat().st_size / max(consumed, 1))

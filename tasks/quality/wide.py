@@ -9,6 +9,8 @@ readings gate.
 
 from __future__ import annotations
 
+import time as time_module
+
 import polars as pl
 
 from tasks.quality.expectations import ROW_NUMBER, run_suite
@@ -21,8 +23,9 @@ SOURCE_ROW = "__source_row__"
 
 def judge_wide_rows(
     rows: pl.DataFrame, time_column: str, time: pl.Expr, time_format: str | None, source_row: pl.Expr
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the rows that pass, the refused ones as quarantine rows: row_number, raw, reasons).
+) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """(the rows that pass, the refused ones as quarantine rows: row_number, raw, reasons, and
+    the suite's validation figures, kept with the batch).
 
     `time` is the row's time as the readings gate will read it (ISO-8601 text or a timestamp),
     `source_row` the row's 1-based number in the file.
@@ -40,14 +43,16 @@ def judge_wide_rows(
         key.is_not_null().alias("is_time_readable"),
         key.alias("time_key"),
     )
-    failures = run_suite(judged, SUITE).failures
+    started = time_module.perf_counter()
+    outcome = run_suite(judged, SUITE)
+    failures = outcome.failures
     # Keep-first: GX flags every row of a repeated time; the first one in the file loads.
     later = judged.filter(pl.col("time_key").is_not_null() & ~pl.col("time_key").is_first_distinct())
     failures = failures.filter(
         (pl.col("check") != "wide_time_repeated") | pl.col(ROW_NUMBER).is_in(later[ROW_NUMBER].implode())
     )
     if failures.is_empty():
-        return rows, pl.DataFrame(schema=REFUSED_SCHEMA)
+        return rows, pl.DataFrame(schema=REFUSED_SCHEMA), _validation(outcome, 0, started)
     reasons = (
         failures.join(judged, on=ROW_NUMBER, how="left")
         # a row without a time is not also told its time is unreadable
@@ -66,7 +71,18 @@ def judge_wide_rows(
         how="horizontal",
     )
     kept = numbered.join(reasons, on=SOURCE_ROW, how="anti", maintain_order="left").drop(SOURCE_ROW)
-    return kept, quarantined.cast(REFUSED_SCHEMA)
+    return kept, quarantined.cast(REFUSED_SCHEMA), _validation(outcome, quarantined.height, started)
+
+
+def _validation(outcome, rows_failed: int, started: float) -> dict:  # noqa: ANN001
+    return {
+        "suite": SUITE,
+        "statistics": outcome.statistics,
+        "expectations": outcome.expectations,
+        "gx_seconds": outcome.seconds,
+        "gate_seconds": round(time_module.perf_counter() - started, 4),
+        "rows_failed": rows_failed,
+    }
 
 
 def _reason(time_format: str | None) -> pl.Expr:

@@ -133,6 +133,12 @@ def test_wide_cells_that_fail_the_gate_are_quarantined_with_their_origin(databas
         ({"Zeit": "01.07.2026 12:00", "pH": "7,9", "T": "19,0", "Kommentar": "again"},
          ["time 01.07.2026 12:00 is on an earlier row of this file too; this row's values are not loaded"]),
     ]
+    with begin() as conn:
+        lakeside = IngestBatch.municipality_id == "lakeside"
+        validation = conn.scalar(select(IngestBatch.validation).where(lakeside))
+    assert validation["source"]["suite"] == "readings_wide" and validation["source"]["rows_failed"] == 2
+    assert validation["source"]["statistics"]["evaluated_expectations"] == 4
+    assert (validation["suite"], validation["rows_failed"]) == ("readings_long", 1)
     # The readings gate refuses single cells, traced to their row and column.
     assert [q for q in quarantined if "Zeit" not in q[0]] == [
         ({"sensor_id": "lakeside-temp", "observed_at": "2026-07-01T12:02:00", "value": "x", "unit": "degC",
