@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, EmailStr, Field, field_validator
@@ -14,6 +13,7 @@ from tasks.audit import record_audit
 from tasks.models import Municipality, Sensor, Station
 from tasks.parameters import parameter
 from tasks.settings import get_settings
+from tasks.timezones import TimeZoneName
 
 REGISTRY_FILE = "registry.yaml"
 
@@ -55,18 +55,9 @@ class StationSpec(BaseModel):
 class MunicipalitySpec(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     name: str
-    timezone: str = Field(default_factory=lambda: get_settings().default_timezone)
+    timezone: TimeZoneName = Field(default_factory=lambda: get_settings().default_timezone)
     standards: list[str] = Field(default_factory=lambda: ["WHO"])
     regulator_emails: list[EmailStr] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}") from None
-        return value
 
 
 class RegistrySpec(BaseModel):
