@@ -1,8 +1,9 @@
-"""A large text file (CSV or JSON Lines, optionally gzip) read as pieces of whole lines, so that
-a file of any size is read with bounded memory.
+"""A large file read in pieces, so that a file of any size is read with bounded memory: CSV and
+JSON Lines (optionally gzip) as pieces of whole lines, Parquet as slices of rows.
 
 Each CSV piece starts with the file's header line, so every piece reads like a small file of its
-own; a cut never falls inside a quoted field (the quotes before it are balanced).
+own; a cut never falls inside a quoted field (the quotes before it are balanced). The pieces'
+rows are then spooled to disk by chunk (`chunks_of_pieces`).
 """
 
 from __future__ import annotations
