@@ -345,6 +345,103 @@ def quarantine_release(
             console.print(_cell(f"row {row_id} is still quarantined: {'; '.join(reasons)}"), soft_wrap=True)
 
 
+incidents_app = typer.Typer(help="See incidents and act on them: acknowledge, resolve, dismiss.")
+app.add_typer(incidents_app, name="incidents")
+Actor = Annotated[str | None, typer.Option(help="Who acts (for the audit log and the label); default: you.")]
+Note = Annotated[str | None, typer.Option(help="A note kept with the incident.")]
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    return actor or f"cli:{getpass.getuser()}"
+
+
+@incidents_app.command("list")
+@plain_errors
+def incidents_list(
+    municipality: Municipality = None,
+    status: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, latest first.")] = 50,
+) -> None:
+    """List incidents, the latest first."""
+    from tasks.anomalies.incident_actions import list_incidents
+    from tasks.database import begin
+
+    with begin() as conn:
+        rows = list_incidents(conn, municipality, status, limit)
+    table = Table("id", "municipality", "sensor", "kind", "severity", "status", "label", "last anomaly",
+                  "anomalies", title=f"{len(rows)} incident(s)")
+    for i in rows:
+        table.add_row(str(i.id), i.municipality_id, _cell(i.sensor_id or i.station_id), i.kind, i.severity,
+                      i.status, _cell(i.label), _cell(i.last_observed_at), str(i.anomaly_count))
+    console.print(table)
+
+
+@incidents_app.command("show")
+@plain_errors
+def incidents_show(
+    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    municipality: Municipality = None,
+) -> None:
+    """Show one incident: what, where, when, its label, and its strongest anomalies."""
+    from tasks.anomalies.incident_actions import get_incident, incident_anomalies
+    from tasks.database import begin
+
+    with begin() as conn:
+        found = get_incident(conn, incident_id, municipality)
+        anomalies = incident_anomalies(conn, incident_id)
+    i = found
+    table = Table("field", "value", title=f"incident {i.id}", show_header=False)
+    for name in ("municipality_id", "station_id", "sensor_id", "kind", "severity", "status", "summary",
+                 "first_observed_at", "last_observed_at", "anomaly_count", "opened_at", "resolved_at",
+                 "label", "labelled_by", "labelled_at", "note"):
+        table.add_row(name.replace("_", " "), _cell(getattr(i, name)))
+    console.print(table)
+    strongest = Table("observed at", "severity", "score", "explanation", title="strongest anomalies")
+    for a in anomalies:
+        strongest.add_row(_cell(a.observed_at), a.severity, f"{a.score:.2f}", _cell(a.explanation))
+    console.print(strongest)
+
+
+@incidents_app.command("ack")
+@plain_errors
+def incidents_ack(
+    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    municipality: Municipality = None,
+    actor: Actor = None,
+    note: Note = None,
+) -> None:
+    """Acknowledge an open incident: someone is on it (it counts as a confirmed event)."""
+    from tasks.anomalies.incident_actions import acknowledge
+    from tasks.database import begin
+
+    with begin() as conn:
+        changed = acknowledge(conn, incident_id, _actor(actor), note=note, municipality_id=municipality)
+    console.print(f"incident {incident_id} acknowledged by {changed.labelled_by}", soft_wrap=True)
+
+
+@incidents_app.command("resolve")
+@plain_errors
+def incidents_resolve(
+    incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
+    municipality: Municipality = None,
+    dismiss: Annotated[bool, typer.Option("--dismiss", help="It was a false alarm.")] = False,
+    actor: Actor = None,
+    note: Note = None,
+) -> None:
+    """Resolve an incident; with --dismiss, as a false alarm."""
+    from tasks.anomalies.incident_actions import resolve
+    from tasks.database import begin
+
+    with begin() as conn:
+        changed = resolve(
+            conn, incident_id, _actor(actor), dismiss=dismiss, note=note, municipality_id=municipality
+        )
+    how = "dismissed as a false alarm" if dismiss else "resolved"
+    console.print(f"incident {incident_id} {how} (label: {changed.label})", soft_wrap=True)
+
+
 def _cell(value: object) -> Text:
     """A value from a file as inert text: no Rich markup, no terminal control sequences."""
     if value is None:

@@ -227,6 +227,12 @@ class Incident(Base):
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column()
+    # What an operator said of it: confirmed (acknowledged) or dismissed (a false alarm); the
+    # learned detector trains on these labels.
+    label: Mapped[str | None] = mapped_column(String(16))
+    labelled_by: Mapped[str | None] = mapped_column(String(200))
+    labelled_at: Mapped[datetime | None] = mapped_column()
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Anomaly(Base):

@@ -29,6 +29,10 @@ COMMANDS = [
     ["quarantine", "list"],
     ["quarantine", "show"],
     ["quarantine", "release"],
+    ["incidents", "list"],
+    ["incidents", "show"],
+    ["incidents", "ack"],
+    ["incidents", "resolve"],
 ]
 
 
