@@ -187,6 +187,26 @@ def demo(
     run_demo(console, days=days)
 
 
+@app.command()
+@plain_errors
+def evaluate(
+    path: Annotated[str, typer.Argument(help="Labelled CSV file (Time, sensor columns, EVENT), like GECCO.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    tune_on: Annotated[
+        str | None, typer.Option(help="Also choose the parameters on this labelled file and score PATH.")
+    ] = None,
+) -> None:
+    """Score the statistical detector on a labelled file: default, week-wise cross-validated, tuned."""
+    from tasks.evaluation.report import print_evaluation
+    from tasks.evaluation.tune import evaluate as evaluate_file
+
+    report = evaluate_file(path, tune_on=tune_on)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        print_evaluation(console, report)
+
+
 bench_app = typer.Typer(help="Measure the pipeline on generated data, on a throwaway database.")
 app.add_typer(bench_app, name="bench")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")]

@@ -33,6 +33,7 @@ COMMANDS = [
     ["incidents", "show"],
     ["incidents", "ack"],
     ["incidents", "resolve"],
+    ["evaluate"],
 ]
 
 

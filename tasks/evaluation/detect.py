@@ -1,0 +1,167 @@
+"""A station-level alarm per minute, from the rolling z-score of every quality sensor.
+
+Each sensor is judged by `tasks.anomalies.detectors.rolling_zscore`, the detector the pipeline
+ships (trailing time window, never the reading itself, the noise floor of its parameter from
+limits.yaml), or by a robust variant of it written here (median and inter-quartile range of the
+same trailing window). The detector returns only findings beyond a severity; evaluation needs
+every minute's score to sweep thresholds, so it is called with every threshold at 0. The
+station alarms in a minute when the k-th largest |z| across the quality sensors reaches
+`threshold` for `min_run` consecutive rows, and stays on `hold` rows after: both causal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+
+import polars as pl
+
+from tasks.anomalies.detectors import (
+    SEVERITY_RANK,
+    ZSCORE_THRESHOLDS,
+    ZSCORE_WINDOW,
+    load_limits,
+    noise_floors,
+    rolling_zscore,
+    zscore_parameters,
+)
+from tasks.anomalies.incidents import OPEN_AT
+from tasks.evaluation.labelled import LabelledReadings
+
+STATISTICS = ("mean", "median")
+IQR_TO_SIGMA = 1.349  # the inter-quartile range of a normal distribution, in standard deviations
+ROBUST_MIN_SAMPLES = 10  # as rolling_zscore in a time window
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """The tunable parameters of the station alarm."""
+
+    window_minutes: int = ZSCORE_WINDOW
+    statistic: str = "mean"
+    threshold: float = ZSCORE_THRESHOLDS[SEVERITY_RANK[OPEN_AT] - 1]
+    k: int = 1
+    min_run: int = 1
+    hold: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return (
+            f"{self.statistic} z over {self.window_minutes} min, {ordinal(self.k)} largest |z| >= "
+            f"{self.threshold:g} for {self.min_run} min, held {self.hold} min"
+        )
+
+
+# What the pipeline ships: a 60-reading window and an incident from HIGH (|z| >= 3) on any sensor.
+DEFAULT_CONFIG = DetectorConfig()
+
+
+def ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
+
+
+def quality_sensors(parameters: Mapping[str, str], limits: Mapping | None = None) -> list[str]:
+    """The sensor columns whose parameter the rolling z-score watches (flow is left out)."""
+    watched = set(zscore_parameters(load_limits() if limits is None else limits))
+    return [column for column, parameter in parameters.items() if parameter in watched]
+
+
+def long_readings(readings: LabelledReadings, sensors: Iterable[str]) -> pl.LazyFrame:
+    """The wide file as the detectors' readings: one row per sensor and minute with a value."""
+    sensors = list(sensors)
+    return (
+        readings.frame.lazy()
+        .unpivot(index="observed_at", on=sensors, variable_name="sensor_id", value_name="value")
+        .drop_nulls("value")
+        .with_columns(
+            pl.col("observed_at").dt.replace_time_zone("UTC"),
+            pl.col("sensor_id")
+            .replace_strict(readings.parameters, return_dtype=pl.String)
+            .alias("parameter"),
+            pl.lit("").alias("unit"),
+        )
+    )
+
+
+def robust_zscore(readings: pl.LazyFrame, window: timedelta, floors: Mapping[str, float]) -> pl.LazyFrame:
+    """Per reading, (value - median) / max(IQR / 1.349, noise floor) over the trailing window."""
+    by = {"by": "observed_at", "window_size": window, "min_samples": ROBUST_MIN_SAMPLES, "closed": "left"}
+    median = pl.col("value").rolling_median_by(**by)
+    iqr = pl.col("value").rolling_quantile_by(quantile=0.75, interpolation="linear", **by) - pl.col(
+        "value"
+    ).rolling_quantile_by(quantile=0.25, interpolation="linear", **by)
+    floor = pl.col("parameter").replace_strict(dict(floors), default=0.0, return_dtype=pl.Float64)
+    return (
+        readings.sort("sensor_id", "observed_at")
+        .with_columns(median.over("sensor_id").alias("centre"), iqr.over("sensor_id").alias("iqr"))
+        .select(
+            "sensor_id",
+            "observed_at",
+            (
+                (pl.col("value") - pl.col("centre")) / pl.max_horizontal(pl.col("iqr") / IQR_TO_SIGMA, floor)
+            ).alias("score"),
+        )
+        .filter(pl.col("score").is_finite())
+    )
+
+
+def sensor_zscores(
+    readings: LabelledReadings, window_minutes: int, statistic: str, limits: Mapping | None = None
+) -> pl.LazyFrame:
+    """Every quality sensor's z-score per minute: `sensor_id`, `observed_at` (naive), `score`."""
+    limits = load_limits() if limits is None else limits
+    long = long_readings(readings, quality_sensors(readings.parameters, limits))
+    window = timedelta(minutes=window_minutes)
+    if statistic == "mean":
+        scored = rolling_zscore(long, window, (0.0, 0.0, 0.0, 0.0), noise_floors(limits))
+    elif statistic == "median":
+        scored = robust_zscore(long, window, noise_floors(limits))
+    else:
+        raise ValueError(f"unknown statistic {statistic!r}: use one of {', '.join(STATISTICS)}")
+    return scored.select(
+        "sensor_id", pl.col("observed_at").dt.replace_time_zone(None), pl.col("score").abs().alias("score")
+    )
+
+
+def kth_largest(
+    readings: LabelledReadings,
+    window_minutes: int,
+    statistic: str,
+    ks: Iterable[int],
+    limits: Mapping | None = None,
+) -> pl.DataFrame:
+    """Per minute of the file, the k-th largest |z| across the quality sensors as `z_<k>` for each k
+    (null when fewer than k sensors have a score)."""
+    ks = sorted(set(ks))
+    per_minute = (
+        sensor_zscores(readings, window_minutes, statistic, limits)
+        .group_by("observed_at")
+        .agg(pl.when(pl.len() >= k).then(pl.col("score").top_k(k).min()).alias(f"z_{k}") for k in ks)
+    )
+    joined = (
+        readings.frame.lazy()
+        .select("observed_at")
+        .join(per_minute, on="observed_at", how="left", maintain_order="left")
+    )
+    return joined.collect()
+
+
+def alarm_expr(z: pl.Expr, threshold: float, min_run: int = 1, hold: int = 0) -> pl.Expr:
+    """True where `z` reached `threshold` in each of the last `min_run` rows, or did within `hold`
+    rows before: looks at past rows only."""
+    reached = (z >= threshold).fill_null(False).cast(pl.Int8)
+    sustained = reached.rolling_min(min_run).fill_null(0) if min_run > 1 else reached
+    held = sustained.rolling_max(hold + 1, min_samples=1) if hold > 0 else sustained
+    return held == 1
+
+
+def station_alarm(
+    readings: LabelledReadings, config: DetectorConfig = DEFAULT_CONFIG, limits: Mapping | None = None
+) -> pl.DataFrame:
+    """The file's `observed_at` and `label` with the station `alarm` of `config` per row."""
+    z = kth_largest(readings, config.window_minutes, config.statistic, [config.k], limits)
+    alarm = z.select(alarm_expr(pl.col(f"z_{config.k}"), config.threshold, config.min_run, config.hold))
+    return readings.frame.select("observed_at", "label").with_columns(alarm.to_series().alias("alarm"))

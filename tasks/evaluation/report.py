@@ -1,0 +1,74 @@
+"""What `waterline evaluate` prints: the figures per run side by side, then the configurations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+RUNS = {"default": "default (untuned)", "cross_validated": "cross-validated", "tuned_on": "tuned on {file}"}
+FIGURES = (
+    ("precision", "point precision"),
+    ("recall", "point recall"),
+    ("f1", "point F1"),
+    ("f2", "point F2"),
+    ("event_detection_share", "events with an alarm"),
+    ("median_delay_minutes", "median minutes to first alarm"),
+    ("false_alarm_events_per_day", "false-alarm events per day"),
+)
+
+
+def figure_text(name: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if name == "event_detection_share":
+        return f"{value:.0%}"
+    if name == "median_delay_minutes":
+        return f"{value:g}"
+    return f"{value:.2f}" if name == "false_alarm_events_per_day" else f"{value:.3f}"
+
+
+def print_evaluation(console: Console, report: dict) -> None:
+    """The evaluation report as two Rich tables."""
+    present = [key for key in RUNS if key in report]
+    runs = [(key, RUNS[key].format(file=Path(report[key].get("file", "")).name)) for key in present]
+    cv = report["cross_validated"]
+    any_scores = report["default"]["scores"]
+    figures = Table(
+        "figure",
+        *(title for _, title in runs),
+        title=f"{Path(report['file']).name}: {report['rows_scored']:,} minutes with readings, "
+        f"{any_scores['days_covered']:.1f} days, {any_scores['events']} labelled events",
+    )
+    for name, label in FIGURES:
+        figures.add_row(label, *(figure_text(name, report[key]["scores"][name]) for key, _ in runs))
+    figures.add_row(
+        "events detected / false-alarm events",
+        *(
+            f"{report[key]['scores']['events_detected']} / {report[key]['scores']['false_alarm_events']}"
+            for key, _ in runs
+        ),
+    )
+    console.print(figures)
+
+    configs = Table(
+        "run", "week", "configuration", "F1 other weeks", "F1 this week", title="configurations used"
+    )
+    configs.add_row(RUNS["default"], "all", report["default"]["described"], "", "")
+    for week in cv["weeks"]:
+        configs.add_row(
+            RUNS["cross_validated"],
+            week["week"],
+            week["described"],
+            f"{week['f1_on_other_weeks']:.3f}",
+            f"{week['f1_on_this_week']:.3f}",
+        )
+    if "tuned_on" in report:
+        configs.add_row(runs[-1][1], "all", report["tuned_on"]["described"], "", "")
+    console.print(configs)
+    console.print(
+        f"cross-validation: {cv['grid_size']} grid points; each week scored with the best point F1 on the "
+        "other weeks, then every week's alarms pooled and scored.",
+        soft_wrap=True,
+    )

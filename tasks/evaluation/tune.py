@@ -1,0 +1,189 @@
+"""Choose the station alarm's parameters and measure them honestly: week-wise cross-validation.
+
+For each ISO week of the file, the parameters are the grid point with the best point F1 on the
+other weeks, and that week is scored with them; the weeks' alarms are then pooled and scored as
+one file. The shipped default is scored untuned, and parameters chosen on one labelled file can
+be scored on another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from tasks.evaluation.detect import DEFAULT_CONFIG, DetectorConfig, alarm_expr, kth_largest, station_alarm
+from tasks.evaluation.labelled import LabelledReadings, read_labelled
+from tasks.evaluation.scoring import Scores, f1_from_counts, score_alarms
+
+# Small on purpose: every grid point is computed over the whole file, and a big grid overfits.
+GRID: dict[str, tuple] = {
+    "window_minutes": (30, 60, 180),
+    "statistic": ("mean", "median"),
+    "threshold": (3.0, 4.0, 5.0, 6.0, 8.0, 12.0),
+    "k": (1, 2, 3),
+    "min_run": (1, 3),
+    "hold": (0, 30),
+}
+
+
+def grid_configs(grid: Mapping[str, Sequence] = GRID) -> list[DetectorConfig]:
+    """Every combination of the grid's values, in a fixed order (ties go to the earliest)."""
+    names = list(grid)
+    return [DetectorConfig(**dict(zip(names, values, strict=True))) for values in product(*grid.values())]
+
+
+def iso_week(time: pl.Expr) -> pl.Expr:
+    return time.dt.strftime("%G-W%V")
+
+
+def is_covered(readings: LabelledReadings) -> pl.Expr:
+    """Rows where at least one sensor has a reading; rows with every sensor missing are not scored."""
+    return pl.any_horizontal(pl.col(readings.sensors).is_not_null())
+
+
+def alarm_table(
+    readings: LabelledReadings, configs: Sequence[DetectorConfig], limits: Mapping | None = None
+) -> pl.DataFrame:
+    """The scored rows: `observed_at`, `label`, `week` and one bool column `a<i>` per config."""
+    base = readings.frame.select(
+        "observed_at",
+        "label",
+        iso_week(pl.col("observed_at")).alias("week"),
+        is_covered(readings).alias("scored"),
+    )
+    columns: dict[int, pl.Series] = {}
+    for window, statistic in dict.fromkeys((c.window_minutes, c.statistic) for c in configs):
+        chosen = [
+            (i, c) for i, c in enumerate(configs) if (c.window_minutes, c.statistic) == (window, statistic)
+        ]
+        z = kth_largest(readings, window, statistic, {c.k for _, c in chosen}, limits)
+        alarms = z.select(
+            alarm_expr(pl.col(f"z_{c.k}"), c.threshold, c.min_run, c.hold).alias(f"a{i}") for i, c in chosen
+        )
+        columns.update({i: alarms[f"a{i}"] for i, _ in chosen})
+    table = base.with_columns(columns[i] for i in range(len(configs)))
+    return table.filter("scored").drop("scored")
+
+
+def week_counts(table: pl.DataFrame, n_configs: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Weeks in order and, per config (row) and week (column), true positives, false positives and
+    false negatives in minutes."""
+    label = pl.col("label")
+    counts = (
+        table.group_by("week")
+        .agg(
+            *((pl.col(f"a{i}") & label).sum().alias(f"tp{i}") for i in range(n_configs)),
+            *((pl.col(f"a{i}") & ~label).sum().alias(f"fp{i}") for i in range(n_configs)),
+            *((~pl.col(f"a{i}") & label).sum().alias(f"fn{i}") for i in range(n_configs)),
+        )
+        .sort("week")
+    )
+
+    def matrix(prefix: str) -> np.ndarray:
+        return counts.select(f"{prefix}{i}" for i in range(n_configs)).to_numpy().T.astype(np.int64)
+
+    return counts["week"].to_list(), matrix("tp"), matrix("fp"), matrix("fn")
+
+
+def f1_matrix(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    denominator = 2 * tp + fp + fn
+    return np.divide(2 * tp, denominator, out=np.zeros(tp.shape, dtype=float), where=denominator > 0)
+
+
+def best_config_index(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> int:
+    """The config (row) with the best point F1 over the given counts' weeks pooled."""
+    return int(np.argmax(f1_matrix(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))))
+
+
+def choose_per_week(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> list[int]:
+    """For each week (column), the config chosen on every other week: that week's counts never count."""
+    chosen = []
+    for week in range(tp.shape[1]):
+        others = np.arange(tp.shape[1]) != week
+        chosen.append(best_config_index(tp[:, others], fp[:, others], fn[:, others]))
+    return chosen
+
+
+def cross_validate(
+    readings: LabelledReadings, configs: Sequence[DetectorConfig] | None = None, limits: Mapping | None = None
+) -> dict:
+    """Week-wise cross-validated figures: the pooled scores and, per week, the config used on it."""
+    configs = grid_configs() if configs is None else list(configs)
+    table = alarm_table(readings, configs, limits)
+    weeks, tp, fp, fn = week_counts(table, len(configs))
+    if len(weeks) < 2:
+        raise ValueError("week-wise cross-validation needs readings in at least two ISO weeks")
+    chosen = choose_per_week(tp, fp, fn)
+    pooled = pl.coalesce(
+        pl.when(pl.col("week") == week).then(pl.col(f"a{index}"))
+        for week, index in zip(weeks, chosen, strict=True)
+    )
+    scores = score_alarms(table.with_columns(pooled.alias("alarm")))
+    per_week = [
+        {
+            "week": week,
+            "config": configs[index].as_dict(),
+            "described": configs[index].describe(),
+            "f1_on_other_weeks": f1_from_counts(
+                int(tp[index].sum() - tp[index, w]),
+                int(fp[index].sum() - fp[index, w]),
+                int(fn[index].sum() - fn[index, w]),
+            ),
+            "f1_on_this_week": f1_from_counts(int(tp[index, w]), int(fp[index, w]), int(fn[index, w])),
+        }
+        for w, (week, index) in enumerate(zip(weeks, chosen, strict=True))
+    ]
+    return {"scores": scores.as_dict(), "weeks": per_week, "grid_size": len(configs)}
+
+
+def tune(
+    readings: LabelledReadings, configs: Sequence[DetectorConfig] | None = None, limits: Mapping | None = None
+) -> DetectorConfig:
+    """The grid point with the best point F1 over the whole file."""
+    configs = grid_configs() if configs is None else list(configs)
+    _, tp, fp, fn = week_counts(alarm_table(readings, configs, limits), len(configs))
+    return configs[best_config_index(tp, fp, fn)]
+
+
+def score_config(readings: LabelledReadings, config: DetectorConfig, limits: Mapping | None = None) -> Scores:
+    """The figures of one config on the file's covered rows."""
+    alarms = station_alarm(readings, config, limits).filter(
+        readings.frame.select(is_covered(readings)).to_series()
+    )
+    return score_alarms(alarms)
+
+
+def evaluate(
+    path: str | Path,
+    tune_on: str | Path | None = None,
+    parameters: Mapping[str, str] | None = None,
+    configs: Sequence[DetectorConfig] | None = None,
+) -> dict:
+    """The figures `waterline evaluate` prints: default untuned, cross-validated, tuned on another file."""
+    readings = read_labelled(path, parameters)
+    covered = readings.frame.filter(is_covered(readings))
+    report: dict = {
+        "file": str(path),
+        "rows": readings.frame.height,
+        "rows_scored": covered.height,
+        "sensors": readings.parameters,
+        "default": {
+            "config": DEFAULT_CONFIG.as_dict(),
+            "described": DEFAULT_CONFIG.describe(),
+            "scores": score_config(readings, DEFAULT_CONFIG).as_dict(),
+        },
+        "cross_validated": cross_validate(readings, configs),
+    }
+    if tune_on is not None:
+        config = tune(read_labelled(tune_on, parameters), configs)
+        report["tuned_on"] = {
+            "file": str(tune_on),
+            "config": config.as_dict(),
+            "described": config.describe(),
+            "scores": score_config(readings, config).as_dict(),
+        }
+    return report
