@@ -195,12 +195,16 @@ def evaluate(
     tune_on: Annotated[
         str | None, typer.Option(help="Also choose the parameters on this labelled file and score PATH.")
     ] = None,
+    learned: Annotated[
+        bool, typer.Option(help="Also score the learned detector (gradient boosting), cross-validated.")
+    ] = True,
 ) -> None:
-    """Score the statistical detector on a labelled file: default, week-wise cross-validated, tuned."""
+    """Score the detectors on a labelled file: statistical default, week-wise cross-validated, tuned;
+    learned (gradient boosting) week-wise cross-validated and trained on --tune-on."""
     from tasks.evaluation.report import print_evaluation
     from tasks.evaluation.tune import evaluate as evaluate_file
 
-    report = evaluate_file(path, tune_on=tune_on)
+    report = evaluate_file(path, tune_on=tune_on, learned=learned)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

@@ -7,7 +7,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-RUNS = {"default": "default (untuned)", "cross_validated": "cross-validated", "tuned_on": "tuned on {file}"}
+RUNS = {
+    "default": "default (untuned)",
+    "cross_validated": "cross-validated",
+    "tuned_on": "tuned on {file}",
+    "learned": "learned (cross-validated)",
+    "learned_tuned_on": "learned, trained on {file}",
+}
 FIGURES = (
     ("precision", "point precision"),
     ("recall", "point recall"),
@@ -64,11 +70,30 @@ def print_evaluation(console: Console, report: dict) -> None:
             f"{week['f1_on_other_weeks']:.3f}",
             f"{week['f1_on_this_week']:.3f}",
         )
+    titles = dict(runs)
     if "tuned_on" in report:
-        configs.add_row(runs[-1][1], "all", report["tuned_on"]["described"], "", "")
+        configs.add_row(titles["tuned_on"], "all", report["tuned_on"]["described"], "", "")
+    for week in report.get("learned", {}).get("weeks", []):
+        configs.add_row(
+            RUNS["learned"],
+            week["week"],
+            week["described"],
+            f"{week['f1_on_other_weeks']:.3f}",
+            f"{week['f1_on_this_week']:.3f}",
+        )
+    if "learned_tuned_on" in report:
+        configs.add_row(titles["learned_tuned_on"], "all", report["learned_tuned_on"]["described"], "", "")
     console.print(configs)
     console.print(
         f"cross-validation: {cv['grid_size']} grid points; each week scored with the best point F1 on the "
         "other weeks, then every week's alarms pooled and scored.",
         soft_wrap=True,
     )
+    if "learned" in report:
+        learned = report["learned"]
+        console.print(
+            f"learned: {learned['model']} on {learned['features_per_sensor']} causal features per sensor, "
+            "trained on the other weeks; threshold, run and hold chosen on out-of-fold predictions of "
+            f"{learned['inner_folds']} blocks of those weeks (F1 other weeks is that out-of-fold F1).",
+            soft_wrap=True,
+        )

@@ -162,8 +162,10 @@ def evaluate(
     tune_on: str | Path | None = None,
     parameters: Mapping[str, str] | None = None,
     configs: Sequence[DetectorConfig] | None = None,
+    learned: bool = True,
 ) -> dict:
-    """The figures `waterline evaluate` prints: default untuned, cross-validated, tuned on another file."""
+    """The figures `waterline evaluate` prints: default untuned, cross-validated, tuned on another file;
+    with `learned`, the learned detector's cross-validated figures (and trained on the other file)."""
     readings = read_labelled(path, parameters)
     covered = readings.frame.filter(is_covered(readings))
     report: dict = {
@@ -178,12 +180,17 @@ def evaluate(
         },
         "cross_validated": cross_validate(readings, configs),
     }
-    if tune_on is not None:
-        config = tune(read_labelled(tune_on, parameters), configs)
+    dev = read_labelled(tune_on, parameters) if tune_on is not None else None
+    if dev is not None:
+        config = tune(dev, configs)
         report["tuned_on"] = {
             "file": str(tune_on),
             "config": config.as_dict(),
             "described": config.describe(),
             "scores": score_config(readings, config).as_dict(),
         }
+    if learned:
+        from tasks.evaluation.learned import learned_report  # it imports this module
+
+        report.update(learned_report(readings, dev, None if tune_on is None else str(tune_on)))
     return report

@@ -44,6 +44,7 @@ def test_evaluate_prints_default_and_cross_validated_figures(labelled_file):
         "false-alarm events per day",
         "configurations used",
         "2026-W12",
+        "learned (cross-validated)",
     ):
         assert text in result.output
     # 15 days of minutes less a 3-hour outage; 15 labelled steps, all caught by the default
@@ -56,9 +57,19 @@ def test_evaluate_json_has_every_figure_and_the_configurations(tmp_path, labelle
     result = runner.invoke(app, ["evaluate", str(labelled_file), "--json", "--tune-on", str(dev)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert set(report) == {"file", "rows", "rows_scored", "sensors", "default", "cross_validated", "tuned_on"}
+    assert set(report) == {
+        "file",
+        "rows",
+        "rows_scored",
+        "sensors",
+        "default",
+        "cross_validated",
+        "tuned_on",
+        "learned",
+        "learned_tuned_on",
+    }
     assert (report["rows"], report["rows_scored"]) == (21_600, 21_420)
-    for run in ("default", "cross_validated", "tuned_on"):
+    for run in ("default", "cross_validated", "tuned_on", "learned", "learned_tuned_on"):
         assert set(report[run]["scores"]) == FIGURES
     assert report["default"]["config"] == {
         "window_minutes": 60,
