@@ -259,6 +259,23 @@ def bench_ingest(
         print_ingest_bench(console, figures)
 
 
+@bench_app.command("detect")
+@plain_errors
+def bench_detect(
+    readings: Annotated[int, typer.Option(help="Readings to generate and judge.")] = 10_000_000,
+    as_json: JsonOption = False,
+) -> None:
+    """Time QC flags and the anomaly detectors on generated readings, beside a bare rolling mean."""
+    quiet_prefect()
+    from tasks.bench_detect import print_detect_bench, run_detect_bench
+
+    figures = run_detect_bench(readings)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_detect_bench(console, figures)
+
+
 Municipality = Annotated[
     str | None, typer.Option("--municipality", "-m", help="Only this municipality's rows.")
 ]

@@ -222,15 +222,21 @@ def _measure_ingest(n_readings: int) -> dict:
     }
 
 
-def print_ingest_bench(console: Console, figures: dict) -> None:
-    table = Table(title=f"ingest of {figures['readings']:,} readings on {figures['database']}")
+def steps_table(title: str, steps: dict) -> Table:
+    """A benchmark's steps: seconds and readings per second of each."""
+    table = Table(title=title)
     table.add_column("step")
     table.add_column("seconds", justify="right")
     table.add_column("readings/s", justify="right")
-    for name, figure in figures["steps"].items():
+    for name, figure in steps.items():
         rate = f"{figure['readings_per_second']:,}"
         table.add_row(name.replace("_", " "), f"{figure['seconds']:.2f}", rate)
-    console.print(table)
+    return table
+
+
+def print_ingest_bench(console: Console, figures: dict) -> None:
+    title = f"ingest of {figures['readings']:,} readings on {figures['database']}"
+    console.print(steps_table(title, figures["steps"]))
     console.print(
         f"end to end took {figures['end_to_end_vs_bare_copy']:.2f}x a bare COPY of the same rows; "
         f"{figures['chunks']} chunk(s), {figures['rows_loaded']:,} loaded, "

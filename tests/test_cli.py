@@ -34,6 +34,8 @@ COMMANDS = [
     ["incidents", "ack"],
     ["incidents", "resolve"],
     ["evaluate"],
+    ["bench", "ingest"],
+    ["bench", "detect"],
 ]
 
 
@@ -102,3 +104,17 @@ def test_bench_prints_every_stage_as_json(home, prefect_server):
     assert 0.95 * figures["readings"] < stages["ingest"]["rows"] <= figures["readings"]
     assert all(s["failed"] == 0 for name, s in stages.items() if name != "generate_sample")
     assert figures["peak_rss_mb"] > 0
+
+
+def test_bench_detect_times_each_step_and_flags_every_reading():
+    result = runner.invoke(app, ["bench", "detect", "--readings", "20000", "--json"])
+
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert set(figures["steps"]) == {"qc_flags", "detectors", "bare_rolling_mean", "qc_flags_and_detectors"}
+    assert figures["readings"] == 20_000
+    assert sum(figures["qc_flag_counts"].values()) == 20_000
+    assert set(figures["qc_flag_counts"]) >= {"1", "9"}  # the generator leaves some values missing
+    combined = figures["steps"]["qc_flags_and_detectors"]["seconds"]
+    parts = figures["steps"]["qc_flags"]["seconds"] + figures["steps"]["detectors"]["seconds"]
+    assert abs(combined - parts) < 0.01
