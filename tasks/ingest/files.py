@@ -31,7 +31,14 @@ from tasks.ingest.mappings import (
     source_names,
     source_of_key,
 )
-from tasks.quality.gate import FILE_ROW, READING_SCHEMA, REQUIRED_COLUMNS, SUITE, GateResult, json_text
+from tasks.quality.gate import (
+    FILE_ROW,
+    READING_SCHEMA,
+    REQUIRED_COLUMNS,
+    GateResult,
+    json_text,
+    no_validation,
+)
 from tasks.quality.wide import judge_wide_rows
 from tasks.storage import ObjectStore
 
@@ -114,15 +121,7 @@ def with_refused_lines(gates: Iterable[GateResult], refused: pl.DataFrame) -> It
         return
     first = next(gates, None)
     if first is None:  # no row reached the gate (a salvaged file always has one)
-        validation = {
-            "suite": SUITE,
-            "statistics": {},
-            "expectations": [],
-            "gx_seconds": 0.0,
-            "gate_seconds": 0.0,
-            "rows_failed": 0,
-        }
-        yield GateResult(pl.DataFrame(schema=READING_SCHEMA), refused, validation)
+        yield GateResult(pl.DataFrame(schema=READING_SCHEMA), refused, no_validation())
         return
     quarantined = pl.concat(
         [first.quarantined, refused.select(first.quarantined.columns)], how="vertical_relaxed"

@@ -33,10 +33,10 @@ from tasks.models import IngestBatch, utcnow
 from tasks.quality.docs import publish_validation_docs
 from tasks.quality.gate import (
     SENSOR_SCHEMA,
-    SUITE,
     GateResult,
     check_readings,
     json_text,
+    no_validation,
     sensor_chunks,
 )
 from tasks.settings import get_settings
@@ -256,14 +256,7 @@ def merge_validations(validations: list[dict]) -> dict:
     if len(validations) == 1:
         return validations[0]
     if not validations:
-        return {
-            "suite": SUITE,
-            "statistics": {},
-            "expectations": [],
-            "gx_seconds": 0.0,
-            "gate_seconds": 0.0,
-            "rows_failed": 0,
-        }
+        return no_validation()
     expectations = [dict(e) for e in validations[0]["expectations"]]
     for other in validations[1:]:
         for merged, e in zip(expectations, other["expectations"], strict=True):
