@@ -198,13 +198,18 @@ def evaluate(
     learned: Annotated[
         bool, typer.Option(help="Also score the learned detector (gradient boosting), cross-validated.")
     ] = True,
+    synthetic: Annotated[
+        bool, typer.Option(help="Also score QC flags and detectors on generated faults, per kind.")
+    ] = True,
+    synthetic_days: Annotated[int, typer.Option(min=2, help="Days of generated faults to score.")] = 14,
 ) -> None:
     """Score the detectors on a labelled file: statistical default, week-wise cross-validated, tuned;
-    learned (gradient boosting) week-wise cross-validated and trained on --tune-on."""
+    learned (gradient boosting) week-wise cross-validated and trained on --tune-on; and the shipped
+    QC flags and detectors on the sample generator's labelled faults, per kind of fault."""
     from tasks.evaluation.report import print_evaluation
     from tasks.evaluation.tune import evaluate as evaluate_file
 
-    report = evaluate_file(path, tune_on=tune_on, learned=learned)
+    report = evaluate_file(path, tune_on=tune_on, learned=learned, synthetic=synthetic and synthetic_days)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

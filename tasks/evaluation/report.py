@@ -97,3 +97,50 @@ def print_evaluation(console: Console, report: dict) -> None:
             f"{learned['inner_folds']} blocks of those weeks (F1 other weeks is that out-of-fold F1).",
             soft_wrap=True,
         )
+    if "synthetic" in report:
+        print_synthetic(console, report["synthetic"])
+
+
+def share_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def print_synthetic(console: Console, synthetic: dict) -> None:
+    """The generated faults per kind: found, how soon, point recall and by which methods."""
+    settings = synthetic["settings"]
+    table = Table(
+        "fault",
+        "found",
+        "median time to detection",
+        "point recall",
+        "found by",
+        title=f"generated faults: {settings['days']} days of {settings['sensors']} sensors at "
+        f"{settings['stations']} stations of {settings['municipality']} (seed {settings['seed']}), "
+        f"{synthetic['readings']:,} readings, shipped configuration",
+    )
+    for kind, figures in synthetic["kinds"].items():
+        if "median_days_to_detection" in figures:
+            delay = figures["median_days_to_detection"]
+            delay_text = "-" if delay is None else f"{delay:g} days"
+        else:
+            delay = figures["median_minutes_to_detection"]
+            delay_text = "-" if delay is None else f"{delay:g} min"
+        table.add_row(
+            kind,
+            f"{figures['found']} of {figures['faults']} ({share_text(figures['found_share'])})",
+            delay_text,
+            share_text(figures.get("point_recall")),
+            ", ".join(f"{method} {n}" for method, n in figures["methods"].items()),
+        )
+    console.print(table)
+    drift = synthetic["kinds"]["drift"]
+    console.print(
+        f"false alarms: {synthetic['false_alarm_events']} events "
+        f"({synthetic['false_alarm_events_per_sensor_day']:.2f} per sensor-day; "
+        + ", ".join(f"{method} {n}" for method, n in synthetic["false_alarm_methods"].items())
+        + f"); point precision {share_text(synthetic['point_precision'])}; maintenance called on "
+        f"{drift['false_maintenance_calls']} of {drift['healthy_sensor_days']} healthy sensor-days. "
+        f"A detection is a QC flag 3, 4 or 9 or an anomaly of incident severity, within "
+        f"{synthetic['tolerance_minutes']} minutes of a fault; drifts are the health score's to find.",
+        soft_wrap=True,
+    )

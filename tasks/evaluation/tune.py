@@ -163,9 +163,12 @@ def evaluate(
     parameters: Mapping[str, str] | None = None,
     configs: Sequence[DetectorConfig] | None = None,
     learned: bool = True,
+    synthetic: int | bool = True,
 ) -> dict:
     """The figures `waterline evaluate` prints: default untuned, cross-validated, tuned on another file;
-    with `learned`, the learned detector's cross-validated figures (and trained on the other file)."""
+    with `learned`, the learned detector's cross-validated figures (and trained on the other file);
+    with `synthetic`, the shipped QC and detectors on the sample generator's faults, per kind (over
+    `synthetic` days if it is a number, else 14)."""
     readings = read_labelled(path, parameters)
     covered = readings.frame.filter(is_covered(readings))
     report: dict = {
@@ -193,4 +196,9 @@ def evaluate(
         from tasks.evaluation.learned import learned_report  # it imports this module
 
         report.update(learned_report(readings, dev, None if tune_on is None else str(tune_on)))
+    if synthetic:
+        from tasks.evaluation.synthetic import synthetic_report
+
+        days = 14 if synthetic is True else int(synthetic)
+        report["synthetic"] = synthetic_report(days=days)
     return report

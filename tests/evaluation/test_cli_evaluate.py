@@ -33,9 +33,12 @@ def test_evaluate_explains_itself():
 
 
 def test_evaluate_prints_default_and_cross_validated_figures(labelled_file):
-    result = runner.invoke(app, ["evaluate", str(labelled_file)])
+    result = runner.invoke(app, ["evaluate", str(labelled_file), "--synthetic-days", "3"])
     assert result.exit_code == 0, result.output
     for text in (
+        "generated faults: 3 days",
+        "contamination",
+        "false alarms:",
         "default (untuned)",
         "cross-validated",
         "point F1",
@@ -54,7 +57,8 @@ def test_evaluate_prints_default_and_cross_validated_figures(labelled_file):
 
 def test_evaluate_json_has_every_figure_and_the_configurations(tmp_path, labelled_file):
     dev = write_labelled(tmp_path / "dev.csv", labelled_frame(days=8, seed=9))
-    result = runner.invoke(app, ["evaluate", str(labelled_file), "--json", "--tune-on", str(dev)])
+    arguments = ["evaluate", str(labelled_file), "--json", "--tune-on", str(dev), "--no-synthetic"]
+    result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert set(report) == {

@@ -1,0 +1,277 @@
+"""Score what ships (QARTOD flags and every anomaly detector) on the sample generator's labelled faults,
+per kind of fault.
+
+The generator (`tasks.sample.signals.simulate_online`) writes five kinds of labelled fault into
+otherwise clean readings: `contamination` (turbidity, chlorine, conductivity and pH move together
+for 20-120 minutes), `spike` (one reading), `stuck` (a sensor repeats its value for 2-6 hours),
+`outage` (a station sends nothing for 30-180 minutes) and `drift` (a slow drift from some time to
+the end). The readings are simulated in memory, flagged by `tasks.quality.qc.qc_flags` and judged
+by `tasks.anomalies.detectors.find_anomalies` exactly as the nightly flow does, with the shipped
+configuration; nothing is tuned here.
+
+A detection is a reading flagged suspect or fail (3, 4) or missing (9) by QC, or an anomaly severe
+enough to open an incident (`OPEN_AT`). A short fault (all but drift) is found when one of its
+sensors has a detection from its start to `TOLERANCE` after its end (an outage has no readings:
+the reading after it carries the gap flag). A detection is a false alarm when no fault of its
+station covers it (a drift covers only its own sensor); false alarms on one sensor less than
+`TOLERANCE` apart count as one false-alarm event.
+
+A drift is slow by nature and is the sensor-health score's to find (`tasks.maintenance.health`,
+run once per simulated day on the days so far, as the nightly flow does): it is found on the
+first day its sensor is judged MEDIUM risk or worse, and the sensor-days judged so on sensors
+with no labelled fault are counted as false maintenance calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import polars as pl
+
+from tasks.anomalies.detectors import SEVERITY_RANK, find_anomalies
+from tasks.anomalies.incidents import OPEN_AT
+from tasks.maintenance.health import sensor_health
+from tasks.parameters import parameter
+from tasks.quality.qc import qc_flags
+from tasks.sample.catalog import ONLINE_PARAMETERS, layout_for
+from tasks.sample.generate import local_midnights_us, readings_frame
+from tasks.sample.signals import US, simulate_online
+
+FAULT_KINDS = ("contamination", "spike", "stuck", "outage", "drift")
+TOLERANCE = timedelta(minutes=60)
+DETECTING_FLAGS = (3, 4, 9)  # suspect, fail, missing
+SERVICE_RISKS = ("MEDIUM", "HIGH", "CRITICAL")  # service within 30 days or sooner
+DEFAULT_START = date(2026, 3, 2)  # a Monday, clear of daylight-saving changes
+UTC_US = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class SyntheticSample:
+    """Simulated readings of one municipality with the faults the generator labelled."""
+
+    readings: pl.DataFrame  # sensor_id, station_id, parameter, unit, observed_at, value
+    sensors: pl.DataFrame  # sensor_id, station_id, parameter, unit
+    faults: pl.DataFrame  # fault_id, kind, station_id, sensor_id, start, end: one row per sensor
+    start: datetime
+    end: datetime
+    settings: dict
+
+
+def simulate(
+    days: int = 14, stations: int = 3, seed: int = 7, interval_seconds: int = 60, start: date = DEFAULT_START
+) -> SyntheticSample:
+    """The first sample municipality's online readings for `days` days, simulated in memory."""
+    layout = layout_for(0, stations)
+    day_starts = local_midnights_us(start, days, layout.town.timezone)
+    times_us = np.arange(day_starts[0], day_starts[-1], interval_seconds * US, dtype=np.int64)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]).spawn(4)[1])
+    sim = simulate_online(layout, times_us, interval_seconds, rng)
+    units = {name: parameter(name).unit for name in ONLINE_PARAMETERS}
+    readings = readings_frame(layout, times_us, sim.values, sim.labelled).select(
+        "sensor_id",
+        "station_id",
+        "parameter",
+        pl.col("parameter").replace_strict(units, return_dtype=pl.String).alias("unit"),
+        "observed_at",
+        "value",
+    )
+    sensors = readings.select("sensor_id", "station_id", "parameter", "unit").unique().sort("sensor_id")
+    faults = (
+        sim.labels.with_row_index("fault_id")
+        .with_columns(pl.col("sensor_ids").str.split(";").alias("sensor_id"))
+        .explode("sensor_id")
+        .select("fault_id", "kind", "station_id", "sensor_id", "start", "end")
+        .with_columns(pl.col("start", "end").cast(UTC_US))
+    )
+    zone = ZoneInfo(layout.town.timezone)
+    return SyntheticSample(
+        readings,
+        sensors,
+        faults,
+        datetime.fromtimestamp(day_starts[0] / US, UTC),
+        datetime.fromtimestamp(day_starts[-1] / US, UTC),
+        {
+            "municipality": layout.id,
+            "timezone": str(zone),
+            "start": start.isoformat(),
+            "days": days,
+            "stations": stations,
+            "sensors": sensors.height,
+            "interval_seconds": interval_seconds,
+            "seed": seed,
+        },
+    )
+
+
+def detections(sample: SyntheticSample) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every detection of the shipped QC and detectors: `sensor_id`, `observed_at`, `method`
+    (`qc:<test>` for a flag, the detector's name for an anomaly); and the flagged readings."""
+    flagged = qc_flags(sample.readings, sample.sensors)
+    qc = (
+        flagged.filter(pl.col("qc_flag").is_in(DETECTING_FLAGS))
+        .select(
+            "sensor_id",
+            "observed_at",
+            pl.col("qc_tests").cast(pl.String).str.split(",").alias("method"),
+        )
+        .explode("method")
+        .with_columns(pl.format("qc:{}", "method").alias("method"))
+    )
+    found = find_anomalies(flagged, sample.sensors, sample.start, sample.end).filter(
+        pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int8) >= SEVERITY_RANK[OPEN_AT]
+    )
+    return pl.concat([qc, found.select("sensor_id", "observed_at", "method")]), flagged
+
+
+def health_calls(sample: SyntheticSample, flagged: pl.DataFrame) -> pl.DataFrame:
+    """`sensor_id`, `day` and `risk_level` of every sensor on every simulated day, each day judged
+    on the readings up to its end."""
+    tz = sample.settings["timezone"]
+    ranges = {name: parameter(name) for name in ONLINE_PARAMETERS}
+    sensors = sample.sensors.with_columns(
+        pl.col("parameter").replace_strict({n: p.min for n, p in ranges.items()}).alias("valid_min"),
+        pl.col("parameter").replace_strict({n: p.max for n, p in ranges.items()}).alias("valid_max"),
+        pl.lit(sample.start - timedelta(days=365)).cast(UTC_US).alias("installed_at"),
+        pl.lit(sample.start - timedelta(days=30)).cast(UTC_US).alias("last_calibrated_at"),
+    )
+    history = flagged.select("sensor_id", "observed_at", "value", "qc_flag")
+    first = date.fromisoformat(sample.settings["start"])
+    days = [first + timedelta(days=k) for k in range(sample.settings["days"])]
+    return pl.concat(
+        [sensor_health(history, sensors, day, tz).select("sensor_id", "day", "risk_level") for day in days]
+    )
+
+
+def _covered(
+    found: pl.DataFrame, faults: pl.DataFrame, on: str, tolerance: timedelta = TOLERANCE
+) -> pl.DataFrame:
+    """Rows of `found` joined to the faults whose window (plus `tolerance`) holds them, matched on `on`."""
+    return found.join(faults, on=on, how="inner").filter(
+        pl.col("observed_at") >= pl.col("start"), pl.col("observed_at") <= pl.col("end") + tolerance
+    )
+
+
+def _kind_figures(per_fault: pl.DataFrame, delay_name: str) -> dict:
+    caught = per_fault.filter(pl.col("first").is_not_null())
+    methods = caught.select(pl.col("methods").explode()).to_series().value_counts(sort=True)
+    return {
+        "faults": per_fault.height,
+        "found": caught.height,
+        "found_share": caught.height / per_fault.height if per_fault.height else None,
+        delay_name: caught["delay"].median() if caught.height else None,
+        "methods": dict(methods.iter_rows()),
+    }
+
+
+def score_drifts(sample: SyntheticSample, calls: pl.DataFrame) -> dict:
+    """Drifts found by the health score, the days it took, and the false maintenance calls."""
+    tz = sample.settings["timezone"]
+    serviced = calls.filter(pl.col("risk_level").is_in(SERVICE_RISKS))
+    drifts = sample.faults.filter(pl.col("kind") == "drift").with_columns(
+        pl.col("start").dt.convert_time_zone(tz).dt.date().alias("first_day")
+    )
+    per_fault = (
+        drifts.join(serviced, on="sensor_id", how="left")
+        .with_columns(pl.when(pl.col("day") >= pl.col("first_day")).then(pl.col("day")).alias("day"))
+        .group_by("fault_id")
+        .agg(
+            pl.col("day").min().alias("first"),
+            pl.col("first_day").first(),
+            pl.col("risk_level").filter(pl.col("day").is_not_null()).unique().alias("methods"),
+        )
+        .with_columns((pl.col("first") - pl.col("first_day")).dt.total_days().alias("delay"))
+    )
+    figures = _kind_figures(per_fault, "median_days_to_detection")
+    figures["methods"] = {f"health:{risk}": n for risk, n in figures["methods"].items()}
+    # A call is false on a sensor with no drift or stuck fault, on a day with no contamination or
+    # outage at its station.
+    faulty = sample.faults.filter(pl.col("kind").is_in(["drift", "stuck"]))["sensor_id"].unique()
+    station_days = (
+        sample.faults.filter(pl.col("kind").is_in(["contamination", "outage"]))
+        .select("station_id", pl.col("start").dt.convert_time_zone(tz).dt.date().alias("day"))
+        .unique()
+    )
+    false_calls = (
+        serviced.filter(~pl.col("sensor_id").is_in(faulty.implode()))
+        .join(sample.sensors.select("sensor_id", "station_id"), on="sensor_id")
+        .join(station_days, on=["station_id", "day"], how="anti")
+    )
+    figures["false_maintenance_calls"] = false_calls.height
+    figures["healthy_sensor_days"] = calls.filter(~pl.col("sensor_id").is_in(faulty.implode())).height
+    return figures
+
+
+def score_faults(sample: SyntheticSample, found: pl.DataFrame, calls: pl.DataFrame) -> dict:
+    """Per kind of fault: how many were found, how soon and by which methods (and for the short ones
+    the point recall); then the false-alarm events per sensor-day and the point precision."""
+    faults, readings = sample.faults, sample.readings
+    found = found.join(sample.sensors.select("sensor_id", "station_id"), on="sensor_id", how="inner")
+    short = faults.filter(pl.col("kind") != "drift")
+    hits = _covered(found, short, "sensor_id")
+    per_fault = (
+        short.group_by("fault_id", "kind")
+        .agg(pl.col("start").min())
+        .join(
+            hits.group_by("fault_id").agg(
+                pl.col("observed_at").min().alias("first"), pl.col("method").unique().alias("methods")
+            ),
+            on="fault_id",
+            how="left",
+        )
+        .with_columns(((pl.col("first") - pl.col("start")).dt.total_seconds() / 60).alias("delay"))
+    )
+    # A reading is labelled when a short fault of its own sensor covers it.
+    labelled = (
+        _covered(readings.select("sensor_id", "observed_at"), short, "sensor_id", timedelta(0))
+        .select("sensor_id", "observed_at", "kind")
+        .unique(["sensor_id", "observed_at"])
+    )
+    alarmed = found.select("sensor_id", "observed_at").unique()
+    recalled = labelled.join(alarmed, on=["sensor_id", "observed_at"], how="semi")
+    kinds = {}
+    for kind in FAULT_KINDS[:-1]:
+        kinds[kind] = _kind_figures(per_fault.filter(pl.col("kind") == kind), "median_minutes_to_detection")
+        points = labelled.filter(pl.col("kind") == kind).height
+        kinds[kind]["point_recall"] = (
+            recalled.filter(pl.col("kind") == kind).height / points if points else None
+        )
+    kinds["drift"] = score_drifts(sample, calls)
+
+    drifts = faults.filter(pl.col("kind") == "drift")
+    explained = pl.concat(
+        [
+            _covered(found, drifts, "sensor_id").select(found.columns),
+            _covered(found, short.drop("sensor_id"), "station_id").select(found.columns),
+        ]
+    )
+    false = found.join(explained, on=found.columns, how="anti")
+    events = false.unique(["sensor_id", "observed_at"]).sort("sensor_id", "observed_at")
+    new_event = (pl.col("sensor_id") != pl.col("sensor_id").shift(1)) | (
+        pl.col("observed_at").diff() > TOLERANCE
+    )
+    false_events = events.select(new_event.fill_null(True).sum()).item()
+    sensor_days = sample.sensors.height * sample.settings["days"]
+    on_drift = _covered(alarmed, drifts, "sensor_id").select(alarmed.columns)
+    judged = alarmed.join(on_drift, on=alarmed.columns, how="anti")
+    precise = judged.join(labelled, on=["sensor_id", "observed_at"], how="semi").height
+    return {
+        "settings": sample.settings,
+        "readings": readings.height,
+        "kinds": kinds,
+        "detections": found.height,
+        "false_alarm_events": false_events,
+        "false_alarm_events_per_sensor_day": false_events / sensor_days if sensor_days else None,
+        "false_alarm_methods": dict(false["method"].value_counts(sort=True).iter_rows()),
+        "point_precision": precise / judged.height if judged.height else None,
+        "tolerance_minutes": int(TOLERANCE.total_seconds() // 60),
+    }
+
+
+def synthetic_report(days: int = 14, stations: int = 3, seed: int = 7) -> dict:
+    """Simulate, detect with the shipped configuration, and score per kind of fault."""
+    sample = simulate(days=days, stations=stations, seed=seed)
+    found, flagged = detections(sample)
+    return score_faults(sample, found, health_calls(sample, flagged))
