@@ -33,6 +33,7 @@ COMPARED = [
     "recommendation",
 ]
 DUE_RISKS = ("HIGH", "CRITICAL")
+RISK_RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2, "CRITICAL": 3}
 
 
 def read_day_predictions(conn: Connection, municipality_id: str, day: date) -> pl.DataFrame:
@@ -42,12 +43,38 @@ def read_day_predictions(conn: Connection, municipality_id: str, day: date) -> p
     return read_frame(conn, load_sql("read_day_predictions"), params, schema)
 
 
+def read_previous_risks(conn: Connection, municipality_id: str, day: date) -> pl.DataFrame:
+    """Each sensor's risk level on its latest scored day before `day`."""
+    params = {"municipality_id": municipality_id, "day": db_value(conn, day)}
+    schema = {"sensor_id": pl.String, "previous_risk_level": pl.String}
+    return read_frame(conn, load_sql("read_previous_risks"), params, schema)
+
+
+def risen(scored: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
+    """The sensors whose risk rose to MEDIUM or above since their previous scored day (a sensor
+    never scored before counts as LOW), with `previous_risk_level`."""
+    rank = {"return_dtype": pl.Int8, "default": 0}
+    return (
+        scored.join(previous, on="sensor_id", how="left")
+        .with_columns(pl.col("previous_risk_level").fill_null("LOW"))
+        .filter(
+            pl.col("risk_level").replace_strict(RISK_RANK, **rank)
+            > pl.col("previous_risk_level").replace_strict(RISK_RANK, **rank)
+        )
+    )
+
+
 def record_maintenance_due(
-    conn: Connection, municipality_id: str, scored: pl.DataFrame, sensors: pl.DataFrame
+    conn: Connection,
+    municipality_id: str,
+    scored: pl.DataFrame,
+    sensors: pl.DataFrame,
+    previous: pl.DataFrame,
 ) -> int:
-    """One `sensor.maintenance_due` event per HIGH or CRITICAL sensor (once per sensor, day
-    and risk); returns how many events were new."""
-    due = scored.filter(pl.col("risk_level").is_in(DUE_RISKS)).join(
+    """One `sensor.maintenance_due` event per sensor whose risk rose to MEDIUM or above since its
+    previous scored day (once per sensor, day and risk: a rerun records nothing new); returns how
+    many events were new. A sensor that stays HIGH is not announced again every day."""
+    due = risen(scored, previous).join(
         sensors.select("sensor_id", "station_id", "parameter"), on="sensor_id"
     )
     recorded = 0
@@ -59,6 +86,7 @@ def record_maintenance_due(
             "parameter": row["parameter"],
             "day": row["day"].isoformat(),
             "risk_level": row["risk_level"],
+            "previous_risk_level": row["previous_risk_level"],
             "health_score": row["health_score"],
             "predicted_failure_date": _iso(row["predicted_failure_date"]),
             "confidence": row["confidence"],
@@ -112,7 +140,8 @@ def score_sensor_health(municipality_id: str, day: date) -> dict:
             conflict_columns=KEY,
             update_columns=[*COMPARED, "factors", "computed_at"],
         )
-        events = record_maintenance_due(conn, municipality_id, scored, sensors)
+        previous = read_previous_risks(conn, municipality_id, day)
+        events = record_maintenance_due(conn, municipality_id, scored, sensors, previous)
         result.rows = history.height
         result.details = {
             "sensors_scored": scored.height,

@@ -123,3 +123,26 @@ def test_only_this_municipalitys_active_sensors_with_readings_that_day_are_score
     assert stored.select("municipality_id", "sensor_id").rows() == [("riverton", "rv-ph")]
     assert _events() == []
     assert stored["computed_at"][0] <= datetime.now(UTC)
+
+
+def test_maintenance_due_is_announced_when_risk_rises_not_every_day_it_stays(database, seed):
+    with begin() as conn:
+        batch = seed.municipality(conn, "riverton", TZ, {"rv-ph": "ph", "rv-cl": "free_chlorine"})
+        seed.readings(
+            conn,
+            "riverton",
+            batch,
+            pl.concat([_days_of("rv-ph", 14, 7.2), _days_of("rv-cl", 14, 0.6, stuck_hours=40)]),
+        )
+    before = DAY - timedelta(days=1)
+    risks = {}
+    for day in (before, DAY):
+        score_sensor_health.fn("riverton", day)
+        stored = _predictions().filter(pl.col("day") == day)
+        risks[day] = dict(stored.select("sensor_id", "risk_level").rows())
+    # stuck since the day before: HIGH on both days, announced once, on the day it rose
+    assert risks[before]["rv-cl"] == risks[DAY]["rv-cl"] == "HIGH"
+    assert _events() == [("sensor.maintenance_due", f"sensor.maintenance_due:rv-cl:{before}:HIGH")]
+    with begin() as conn:
+        data = conn.execute(select(WebhookEvent.payload)).scalar_one()["data"]
+    assert (data["previous_risk_level"], data["risk_level"]) == ("LOW", "HIGH")
