@@ -141,6 +141,7 @@ def print_synthetic(console: Console, synthetic: dict) -> None:
         + f"); point precision {share_text(synthetic['point_precision'])}; maintenance called on "
         f"{drift['false_maintenance_calls']} of {drift['healthy_sensor_days']} healthy sensor-days. "
         f"A detection is a QC flag 3, 4 or 9 or an anomaly of incident severity, within "
-        f"{synthetic['tolerance_minutes']} minutes of a fault; drifts are the health score's to find.",
+        f"{synthetic['tolerance_minutes']} minutes of a fault; drift and fouling are the health "
+        "score's to find.",
         soft_wrap=True,
     )

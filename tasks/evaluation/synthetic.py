@@ -4,22 +4,23 @@ per kind of fault.
 The generator (`tasks.sample.signals.simulate_online`) writes five kinds of labelled fault into
 otherwise clean readings: `contamination` (turbidity, chlorine, conductivity and pH move together
 for 20-120 minutes), `spike` (one reading), `stuck` (a sensor repeats its value for 2-6 hours),
-`outage` (a station sends nothing for 30-180 minutes) and `drift` (a slow drift from some time to
-the end). The readings are simulated in memory, flagged by `tasks.quality.qc.qc_flags` and judged
-by `tasks.anomalies.detectors.find_anomalies` exactly as the nightly flow does, with the shipped
-configuration; nothing is tuned here.
+`outage` (a station sends nothing for 30-180 minutes), `drift` (a slow drift from some time to
+the end) and `fouling` (a probe that answers late and reads ever lower (chlorine) or higher
+(turbidity) from some time to the end). The readings are simulated in memory, flagged by
+`tasks.quality.qc.qc_flags` and judged by `tasks.anomalies.detectors.find_anomalies` exactly as
+the nightly flow does, with the shipped configuration; nothing is tuned here.
 
 A detection is a reading flagged suspect or fail (3, 4) or missing (9) by QC, or an anomaly severe
-enough to open an incident (`OPEN_AT`). A short fault (all but drift) is found when one of its
+enough to open an incident (`OPEN_AT`). A short fault (all but drift and fouling) is found when one of its
 sensors has a detection from its start to `TOLERANCE` after its end (an outage has no readings:
 the reading after it carries the gap flag). A detection is a false alarm when no fault of its
-station covers it (a drift covers only its own sensor); false alarms on one sensor less than
+station covers it (a drift or fouling covers only its own sensor); false alarms on one sensor less than
 `TOLERANCE` apart count as one false-alarm event.
 
-A drift is slow by nature and is the sensor-health score's to find (`tasks.maintenance.health`,
-run once per simulated day on the days so far, as the nightly flow does): it is found on the
-first day its sensor is judged MEDIUM risk or worse, and the sensor-days judged so on sensors
-with no labelled fault are counted as false maintenance calls.
+Drift and fouling are slow by nature and are the sensor-health score's to find
+(`tasks.maintenance.health`, run once per simulated day on the days so far, as the nightly flow
+does): one is found on the first day its sensor is judged MEDIUM risk or worse, and the sensor-days
+judged so on sensors with no labelled fault are counted as false maintenance calls.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from tasks.sample.catalog import ONLINE_PARAMETERS, layout_for
 from tasks.sample.generate import local_midnights_us, readings_frame
 from tasks.sample.signals import US, simulate_online
 
-FAULT_KINDS = ("contamination", "spike", "stuck", "outage", "drift")
+FAULT_KINDS = ("contamination", "spike", "stuck", "outage", "drift", "fouling")
+SLOW_KINDS = ("drift", "fouling")  # the sensor-health score's to find, day by day
 TOLERANCE = timedelta(minutes=60)
 DETECTING_FLAGS = (3, 4, 9)  # suspect, fail, missing
 SERVICE_RISKS = ("MEDIUM", "HIGH", "CRITICAL")  # service within 30 days or sooner
@@ -166,11 +168,12 @@ def _kind_figures(per_fault: pl.DataFrame, delay_name: str) -> dict:
     }
 
 
-def score_drifts(sample: SyntheticSample, calls: pl.DataFrame) -> dict:
-    """Drifts found by the health score, the days it took, and the false maintenance calls."""
+def score_slow(sample: SyntheticSample, calls: pl.DataFrame, kind: str) -> dict:
+    """Slow faults of `kind` found by the health score, the days it took, and the false
+    maintenance calls (the same for every kind)."""
     tz = sample.settings["timezone"]
     serviced = calls.filter(pl.col("risk_level").is_in(SERVICE_RISKS))
-    drifts = sample.faults.filter(pl.col("kind") == "drift").with_columns(
+    drifts = sample.faults.filter(pl.col("kind") == kind).with_columns(
         pl.col("start").dt.convert_time_zone(tz).dt.date().alias("first_day")
     )
     per_fault = (
@@ -186,9 +189,9 @@ def score_drifts(sample: SyntheticSample, calls: pl.DataFrame) -> dict:
     )
     figures = _kind_figures(per_fault, "median_days_to_detection")
     figures["methods"] = {f"health:{risk}": n for risk, n in figures["methods"].items()}
-    # A call is false on a sensor with no drift or stuck fault, on a day with no contamination or
-    # outage at its station.
-    faulty = sample.faults.filter(pl.col("kind").is_in(["drift", "stuck"]))["sensor_id"].unique()
+    # A call is false on a sensor with no drift, fouling or stuck fault, on a day with no
+    # contamination or outage at its station.
+    faulty = sample.faults.filter(pl.col("kind").is_in([*SLOW_KINDS, "stuck"]))["sensor_id"].unique()
     station_days = (
         sample.faults.filter(pl.col("kind").is_in(["contamination", "outage"]))
         .select("station_id", pl.col("start").dt.convert_time_zone(tz).dt.date().alias("day"))
@@ -209,7 +212,7 @@ def score_faults(sample: SyntheticSample, found: pl.DataFrame, calls: pl.DataFra
     the point recall); then the false-alarm events per sensor-day and the point precision."""
     faults, readings = sample.faults, sample.readings
     found = found.join(sample.sensors.select("sensor_id", "station_id"), on="sensor_id", how="inner")
-    short = faults.filter(pl.col("kind") != "drift")
+    short = faults.filter(~pl.col("kind").is_in(SLOW_KINDS))
     hits = _covered(found, short, "sensor_id")
     per_fault = (
         short.group_by("fault_id", "kind")
@@ -232,15 +235,16 @@ def score_faults(sample: SyntheticSample, found: pl.DataFrame, calls: pl.DataFra
     alarmed = found.select("sensor_id", "observed_at").unique()
     recalled = labelled.join(alarmed, on=["sensor_id", "observed_at"], how="semi")
     kinds = {}
-    for kind in FAULT_KINDS[:-1]:
+    for kind in (k for k in FAULT_KINDS if k not in SLOW_KINDS):
         kinds[kind] = _kind_figures(per_fault.filter(pl.col("kind") == kind), "median_minutes_to_detection")
         points = labelled.filter(pl.col("kind") == kind).height
         kinds[kind]["point_recall"] = (
             recalled.filter(pl.col("kind") == kind).height / points if points else None
         )
-    kinds["drift"] = score_drifts(sample, calls)
+    for kind in SLOW_KINDS:
+        kinds[kind] = score_slow(sample, calls, kind)
 
-    drifts = faults.filter(pl.col("kind") == "drift")
+    drifts = faults.filter(pl.col("kind").is_in(SLOW_KINDS))
     explained = pl.concat(
         [
             _covered(found, drifts, "sensor_id").select(found.columns),

@@ -1,5 +1,6 @@
 """Online sensor signals of one municipality: daily demand cycles, noise, drift, spikes, a stuck
-sensor, gaps and contamination events, computed as (station, parameter, time) numpy arrays.
+sensor, a fouled probe, gaps and contamination events, computed as (station, parameter, time)
+numpy arrays.
 
 Label windows are inclusive: `start` is the first and `end` the last affected `observed_at`.
 """
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy.signal import lfilter
 
 from tasks.parameters import parameter
 from tasks.sample.catalog import ONLINE_PARAMETERS, Layout
@@ -22,6 +24,12 @@ SPIKE_SIZE = np.array(
 )
 STUCK_PARAMETERS = ("ph", "turbidity", "free_chlorine", "conductivity", "pressure")
 DRIFT_PARAMETERS = ("ph", "conductivity")
+# A fouled probe (biofilm on the membrane or the optics) answers late and reads ever further off:
+# chlorine low (lost sensitivity), turbidity high (scattering by the film).
+FOULING_PARAMETERS = ("free_chlorine", "turbidity")
+FOULING_LAG_MINUTES = 30.0  # time constant of the sluggish response
+FOULING_SENSITIVITY_LOSS = (0.35, 0.5)  # chlorine: share of the reading lost by the end
+FOULING_FILM_NTU = (0.25, 0.4)  # turbidity: apparent NTU added by the end
 SPIKES_PER_SENSOR_DAY = 0.5
 DROPOUT_PROBABILITY = 0.002  # single missing readings, not labelled
 US = 1_000_000
@@ -162,6 +170,29 @@ def _dilate(mask: np.ndarray, margin: int) -> np.ndarray:
     return counts[:, 2 * margin + 1 :] - counts[:, : -2 * margin - 1] > 0
 
 
+def foul(
+    series: np.ndarray, events: np.ndarray, p: int, interval_seconds: int, severity: float, decimals: int
+) -> np.ndarray:
+    """`series` as a fouling probe reports it: a first-order lag of FOULING_LAG_MINUTES, and a loss
+    (chlorine) or a film (turbidity) growing linearly to its full size at the end. Readings inside
+    a labelled event (`events`: spikes, contamination) keep their departure from the last reading
+    before them, on top of the fouled signal; gaps stay gaps."""
+    missing = np.isnan(series)
+    calm = pl.Series(np.where(events, np.nan, series)).fill_nan(None).forward_fill().backward_fill()
+    calm = calm.to_numpy()
+    alpha = interval_seconds / (FOULING_LAG_MINUTES * 60 + interval_seconds)
+    lagged, _ = lfilter([alpha], [1, alpha - 1], calm, zi=[(1 - alpha) * calm[0]])
+    growth = np.linspace(0.0, 1.0, len(series))
+    if p == P["free_chlorine"]:
+        loss = np.interp(severity, (0, 1), FOULING_SENSITIVITY_LOSS)
+        fouled = lagged * (1 - loss * growth)
+    else:
+        fouled = lagged + np.interp(severity, (0, 1), FOULING_FILM_NTU) * growth
+    fouled = np.where(events, fouled + series - calm, fouled)
+    limits = parameter(ONLINE_PARAMETERS[p])
+    return np.where(missing, np.nan, np.round(np.clip(fouled, limits.min, limits.max), decimals))
+
+
 def simulate_online(
     layout: Layout, times_us: np.ndarray, interval_seconds: int, rng: np.random.Generator
 ) -> OnlineSimulation:
@@ -250,6 +281,24 @@ def simulate_online(
 
     dropouts = (rng.random(values.shape) < DROPOUT_PROBABILITY) & ~labelled
     values[dropouts] = np.nan
+
+    # Drawn last so the other faults stay as they were; never on a stuck or drifting sensor.
+    taken = {(row[0], row[1]) for row in labels if row[2] in ("stuck", "drift")}
+    candidates = [
+        (s, P[name])
+        for s in range(n_stations)
+        for name in FOULING_PARAMETERS
+        if (s, str(sensor_ids[s, P[name]])) not in taken
+    ]
+    n_fouled = min(max(1, round(station_days / 12)), len(candidates))
+    for pick in rng.choice(len(candidates), size=n_fouled, replace=False) if candidates else []:
+        s, p = candidates[int(pick)]
+        first = int(rng.integers(n_times // 10, max(n_times // 10 + 1, n_times // 2)))
+        values[s, p, first:] = foul(
+            values[s, p, first:], labelled[s, p, first:], p, interval_seconds, rng.uniform(0, 1),
+            int(DECIMALS[p]),
+        )
+        labels.append((s, str(sensor_ids[s, p]), "fouling", first, n_times - 1))
 
     station_ids = pl.Series(layout.station_ids)
     fixed = pl.DataFrame(

@@ -112,16 +112,16 @@ def test_a_drift_is_found_on_the_first_day_its_sensor_is_called_for_service():
     assert drift["methods"] == {"health:HIGH": 1}
 
 
-def test_the_shipped_configuration_finds_generated_outages_stuck_sensors_and_contamination():
-    sample = simulate(days=4, stations=2, seed=7)
-    assert set(sample.faults["kind"]) <= set(FAULT_KINDS)
+def test_the_shipped_configuration_finds_every_generated_outage_stuck_drifting_and_fouled_sensor():
+    sample = simulate(days=9, stations=2, seed=7)
+    assert set(sample.faults["kind"]) == set(FAULT_KINDS)
     found, flagged = detections(sample)
     assert flagged.height == sample.readings.height
     assert set(found.columns) == {"sensor_id", "observed_at", "method"}
-    score = synthetic_report(days=4, stations=2, seed=7)
+    score = synthetic_report(days=9, stations=2, seed=7)
     per_kind = sample.faults.group_by("kind").agg(pl.col("fault_id").n_unique())
-    assert {k: v["faults"] for k, v in score["kinds"].items() if v["faults"]} == dict(per_kind.iter_rows())
-    for kind in ("outage", "stuck", "contamination"):
+    assert {k: v["faults"] for k, v in score["kinds"].items()} == dict(per_kind.iter_rows())
+    for kind in ("outage", "stuck", "contamination", "drift", "fouling"):
         assert score["kinds"][kind]["found"] == score["kinds"][kind]["faults"] > 0, kind
     assert "qc:gap" in score["kinds"]["outage"]["methods"]
     assert "qc:flat_line" in score["kinds"]["stuck"]["methods"]
