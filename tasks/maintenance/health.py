@@ -3,8 +3,12 @@
 Factors (each 0-1, weighted into the score): upward or downward drift of the daily means,
 rising instability (the day's spread against its usual spread), out-of-range share, recent
 degradation (QC-flagged or flat-lined readings against the usual share) and a high coefficient
-of variation. A stuck sensor (one value for hours, far longer than it usually holds one) is
-HIGH risk whatever its score.
+of variation. The spread is robust (inter-quartile range / 1.349, the standard deviation of a
+normal distribution): one spike or a short water-quality event does not make a probe unstable.
+For parameters that follow the environment (`follows_environment` in health.yaml: temperature
+warms with the season), the drift is the sensor's slope less the median slope of the
+municipality's sensors of that parameter, when there are at least three of them. A stuck sensor
+(one value for hours, far longer than it usually holds one) is HIGH risk whatever its score.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ MIN_DRIFT_DAYS = 3
 SIGNIFICANCE = 0.05
 FAILURE_HORIZON_DAYS = 365
 CALIBRATION_INTERVAL_DAYS = 90
+IQR_TO_SIGMA = 1.349
+MIN_PEERS = 3  # sensors of one parameter needed for their median slope to stand for the environment
 HEALTH_CEILING = {"LOW": 100.0, "MEDIUM": 79.9, "HIGH": 59.9, "CRITICAL": 39.9}
 
 HEALTH_SCHEMA = {
@@ -49,6 +55,12 @@ HEALTH_SCHEMA = {
     "calibration_due_date": pl.Date,
     "recommendation": pl.String,
 }
+
+
+@lru_cache(maxsize=2)
+def load_environmental(path: Path = CONFIG_PATH) -> list[str]:
+    """Parameters whose level follows the environment, judged for drift against their peers."""
+    return list(yaml.safe_load(path.read_text()).get("follows_environment", []))
 
 
 @lru_cache(maxsize=2)
@@ -81,6 +93,7 @@ def daily_figures(readings: pl.DataFrame, sensors: pl.DataFrame, tz: str) -> pl.
         .agg(
             pl.col("kept").mean().alias("mean"),
             pl.col("kept").std().alias("std"),
+            ((pl.col("kept").quantile(0.75) - pl.col("kept").quantile(0.25)) / IQR_TO_SIGMA).alias("spread"),
             pl.col("is_out_of_range").mean().alias("out_of_range_share"),
             pl.col("is_degraded").mean().alias("degraded_share"),
             pl.col("run_minutes").max().alias("longest_run_minutes"),
@@ -151,7 +164,7 @@ def sensor_health(
         daily.filter(pl.col("local_day") < day)
         .group_by("sensor_id")
         .agg(
-            pl.col("std").median().alias("usual_std"),
+            pl.col("spread").median().alias("usual_spread"),
             pl.col("degraded_share").mean().alias("usual_degraded_share"),
             pl.col("longest_run_minutes").median().alias("usual_longest_run_minutes"),
         )
@@ -160,16 +173,23 @@ def sensor_health(
     scale = pl.col("parameter").replace_strict(dict(scales), default=None, return_dtype=pl.Float64)
     scale = pl.coalesce(scale, 0.05 * (pl.col("valid_max") - pl.col("valid_min")))
     significant = pl.col("p_value") < SIGNIFICANCE
-    std_ratio = pl.when(pl.col("usual_std").is_not_null()).then(
-        pl.col("std") / pl.max_horizontal("usual_std", floor)
+    std_ratio = pl.when(pl.col("usual_spread").is_not_null()).then(
+        pl.max_horizontal("spread", floor) / pl.max_horizontal("usual_spread", floor)
     )
     cv = pl.when(pl.col("mean").abs() > pl.max_horizontal(floor, pl.lit(1e-9))).then(
-        pl.col("std") / pl.col("mean").abs()
+        pl.col("spread") / pl.col("mean").abs()
+    )
+    environmental = pl.col("parameter").is_in(load_environmental())
+    peers = pl.col("slope_per_day").count().over("parameter")
+    peer_slope = pl.when(environmental & (peers >= MIN_PEERS)).then(
+        pl.col("slope_per_day").median().over("parameter")
     )
     frame = (
         today.join(sensors, on="sensor_id")
         .join(history, on="sensor_id", how="left")
         .join(drift_fits(daily, day), on="sensor_id", how="left")
+        .with_columns(peer_slope.alias("peer_slope_per_day"))
+        .with_columns(pl.col("slope_per_day") - pl.col("peer_slope_per_day").fill_null(0.0))
         .with_columns(
             pl.when(std_ratio.is_finite()).then(std_ratio).alias("std_ratio"),
             cv.alias("cv"),

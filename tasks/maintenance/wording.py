@@ -29,6 +29,7 @@ def factors_json() -> pl.Expr:
         pl.struct(
             r("f_drift").alias("drift"),
             r("slope_per_day").alias("drift_slope_per_day"),
+            r("peer_slope_per_day"),
             r("p_value").alias("drift_p_value"),
             r("f_instability").alias("instability"),
             r("std_ratio"),

@@ -60,9 +60,7 @@ def test_a_healthy_sensor_is_low_risk_with_calibration_due_after_90_days():
         None,
     )
     assert row["calibration_due_date"] == date(2026, 5, 30)
-    assert row["recommendation"] == (
-        "Keep monitoring: no sign of trouble; calibration due 2026-05-30."
-    )
+    assert row["recommendation"] == ("Keep monitoring: no sign of trouble; calibration due 2026-05-30.")
     assert json.loads(row["factors"])["days_of_data"] == 14
 
 
@@ -76,9 +74,7 @@ def test_a_stuck_sensor_is_high_risk():
     row = out.row(0, named=True)
     assert row["risk_level"] == "HIGH"
     assert row["health_score"] <= 59.9
-    assert row["recommendation"].startswith(
-        "Service within 14 days: reading stuck at 7.21 pH for 16 h;"
-    )
+    assert row["recommendation"].startswith("Service within 14 days: reading stuck at 7.21 pH for 16 h;")
     factors = json.loads(row["factors"])
     assert factors["stuck"] is True and factors["longest_flat_minutes"] == 990
 
@@ -99,9 +95,7 @@ def test_a_quantised_sensor_that_often_holds_a_value_is_not_stuck():
     day_pattern = np.concatenate([np.full(48, 230.0), 230.0 + np.tile([1.0, -1.0], 48)])
     readings = _readings("cond-1", np.tile(day_pattern, 14))
 
-    out = sensor_health(
-        readings, _sensors(("cond-1", "conductivity", "uS/cm", 0, 2000, START)), DAY
-    )
+    out = sensor_health(readings, _sensors(("cond-1", "conductivity", "uS/cm", 0, 2000, START)), DAY)
 
     row = out.row(0, named=True)
     assert row["risk_level"] == "LOW"
@@ -121,10 +115,7 @@ def test_a_drifting_sensor_gets_a_predicted_failure_date():
     assert row["confidence"] == 1.0
     assert row["risk_level"] == "HIGH"
     assert row["calibration_due_date"] == date(2026, 4, 15)  # 90 days halved by full drift
-    assert (
-        "drifting 0.0799 NTU/day reaches the valid limit 2 NTU about 2026-03-20"
-        in (row["recommendation"])
-    )
+    assert "drifting 0.0799 NTU/day reaches the valid limit 2 NTU about 2026-03-20" in (row["recommendation"])
 
 
 def test_an_overdue_calibration_is_medium_risk_and_a_day_without_readings_is_not_scored():
@@ -144,9 +135,7 @@ def test_an_overdue_calibration_is_medium_risk_and_a_day_without_readings_is_not
     assert out.select("sensor_id", "risk_level", "calibration_due_date").rows() == [
         ("ph-old", "MEDIUM", date(2026, 1, 30))
     ]
-    assert (
-        out["recommendation"][0] == "Service within 30 days: calibration overdue since 2026-01-30."
-    )
+    assert out["recommendation"][0] == "Service within 30 days: calibration overdue since 2026-01-30."
 
 
 def test_failed_readings_count_as_out_of_range_and_lower_the_score():
@@ -161,3 +150,45 @@ def test_failed_readings_count_as_out_of_range_and_lower_the_score():
     assert factors["out_of_range"] == 1.0 and factors["out_of_range_share"] == 0.25
     assert factors["degradation"] == 1.0
     assert (row["health_score"], row["risk_level"]) == (55.0, "HIGH")
+
+
+def test_a_short_event_on_the_day_does_not_make_a_probe_unstable():
+    values = 0.12 + _noise(6, 0.005)
+    values[N - 100 : N - 88] += 3.0  # two hours of a turbidity event on the scored day
+    values[N - 50] += 6.0  # and a spike
+    out = sensor_health(
+        _readings("turb-ok", values), _sensors(("turb-ok", "turbidity", "NTU", 0, 10, START)), DAY
+    )
+    row = out.row(0, named=True)
+    factors = json.loads(row["factors"])
+    assert (factors["instability"], factors["variation"]) == (0.0, 0.0)
+    assert row["risk_level"] == "LOW"
+
+
+def test_a_noisier_probe_is_unstable():
+    values = 7.2 + _noise(7, 0.03)
+    values[N - 144 :] += _noise(8, 0.3)[:144]  # ten times its usual noise all day
+    out = sensor_health(_readings("ph-noisy", values), _sensors(("ph-noisy", "ph", "pH", 0, 14, START)), DAY)
+    factors = json.loads(out["factors"][0])
+    assert factors["instability"] == 1.0 and factors["std_ratio"] > 5
+
+
+def test_water_warming_with_the_season_is_not_drift_but_a_probe_warming_faster_than_its_peers_is():
+    season = np.arange(N) / 144 * 0.08  # 0.08 degC a day: 2.4 degC in 30 days
+    readings = pl.concat(
+        [_readings(f"tp-{k}", 10 + k + season + _noise(10 + k, 0.05)) for k in range(3)]
+        + [_readings("tp-bad", 11 + 3 * season + _noise(20, 0.05))]
+    )
+    sensors = _sensors(
+        *((sid, "temperature", "degC", 0, 40, START) for sid in ("tp-0", "tp-1", "tp-2", "tp-bad"))
+    )
+    out = sensor_health(readings, sensors, DAY).sort("sensor_id")
+    factors = {sid: json.loads(f) for sid, f in out.select("sensor_id", "factors").iter_rows()}
+    for sid in ("tp-0", "tp-1", "tp-2"):
+        assert factors[sid]["drift"] < 0.1, factors[sid]
+    assert abs(factors["tp-bad"]["peer_slope_per_day"] - 0.08) < 0.01
+    assert abs(factors["tp-bad"]["drift_slope_per_day"] - 0.16) < 0.01  # its own 0.24 less its peers'
+    assert factors["tp-bad"]["drift"] == 1.0
+    # alone, a warming probe cannot be told from warming water: its whole slope counts
+    alone = sensor_health(_readings("tp-0", 10 + season), sensors.head(1), DAY)
+    assert json.loads(alone["factors"][0])["peer_slope_per_day"] is None
