@@ -488,6 +488,58 @@ def incidents_resolve(
     console.print(f"incident {incident_id} {how} (label: {changed.label})", soft_wrap=True)
 
 
+qc_app = typer.Typer(help="Explain QARTOD quality-control flags of stored readings.", no_args_is_help=True)
+app.add_typer(qc_app, name="qc")
+
+
+@qc_app.command("show")
+@plain_errors
+def qc_show(
+    sensor_id: Annotated[str, typer.Argument(metavar="SENSOR_ID", help="The sensor's id.")],
+    at: Annotated[str, typer.Option(help="ISO 8601 time (no offset: UTC); the reading then or before.")],
+    municipality: Municipality = None,
+) -> None:
+    """Explain one reading's QC flag: each test's flag, the settings it ran with, the config version and SHA.
+
+    The flags come from the nightly flow; `waterline run nightly --day YYYY-MM-DD` judges the day again.
+    """
+    from tasks.database import begin
+    from tasks.quality.qc_explain import explain_reading, parse_time
+
+    with begin() as conn:
+        found = explain_reading(conn, sensor_id, parse_time(at), municipality)
+    table = Table("field", "value", title=f"QC of {found['sensor_id']}", show_header=False)
+    run = found["run"] or {}
+    for name, value in (
+        ("municipality", found["municipality_id"]),
+        ("parameter", f"{found['parameter']} ({found['unit']})"),
+        ("observed at", found["observed_at"]),
+        ("value", found["value"]),
+        ("qc flag", f"{found['qc_flag']} ({found['meaning']})"),
+        ("previous reading", _at_time(found["previous"])),
+        ("next reading", _at_time(found["next"])),
+        ("expected interval (s)", found["expected_interval_seconds"]),
+        ("qc run", run.get("id")),
+        ("qc day", run.get("day")),
+        ("config version", run.get("config_version")),
+        ("config sha256", run.get("config_sha256")),
+        ("is current qc.yaml", run.get("is_current_config")),
+        ("computed at", run.get("computed_at")),
+    ):
+        table.add_row(name, _cell(value))
+    console.print(table)
+    tests = Table("test", "flag", "meaning", "settings", title="tests (settings as stored with the run)")
+    for test in found["tests"]:
+        tests.add_row(test["test"], str(test["flag"]), test["meaning"], _cell(test["settings"]))
+    if found["tests"]:
+        console.print(tests)
+    console.print(_cell(found["note"]), soft_wrap=True)
+
+
+def _at_time(reading: dict | None) -> str | None:
+    return f"{reading['value']} at {reading['observed_at'].isoformat()}" if reading else None
+
+
 def _cell(value: object) -> Text:
     """A value from a file as inert text: no Rich markup, no terminal control sequences."""
     if value is None:

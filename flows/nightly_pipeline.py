@@ -13,6 +13,7 @@ from tasks.compliance import judge_compliance
 from tasks.ingest import ingest_municipality, sync_registries
 from tasks.maintenance import score_sensor_health
 from tasks.pipeline import plan_days, publish_run_summary, record_pipeline_failure
+from tasks.quality import flag_readings
 from tasks.reports import email_daily_report, write_daily_reports
 from tasks.stages import run_stage
 from tasks.webhooks.delivery import deliver_endpoint, find_due_endpoints
@@ -36,6 +37,8 @@ def nightly_pipeline(day: date | None = None) -> dict:
 
     ingest = run_stage("ingest", ingest_municipality, municipalities)
     loaded = ingest.succeeded(municipalities)
+    qc = run_stage("flag_readings", flag_readings, loaded, days)
+    loaded = qc.succeeded(loaded)  # ingested and QC-flagged: every later stage reads the flags
     aggregate = run_stage("aggregate", compute_aggregates, loaded, days)
     anomalies = run_stage("detect_anomalies", detect_anomalies, aggregate.succeeded(loaded), days)
     maintenance = run_stage("score_sensors", score_sensor_health, loaded, days)
@@ -45,5 +48,5 @@ def nightly_pipeline(day: date | None = None) -> dict:
     webhooks = run_stage("deliver_webhooks", deliver_endpoint, find_due_endpoints())
 
     return publish_run_summary(
-        day, [ingest, aggregate, anomalies, maintenance, compliance, reports, emails, webhooks]
+        day, [ingest, qc, aggregate, anomalies, maintenance, compliance, reports, emails, webhooks]
     )

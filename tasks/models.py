@@ -421,3 +421,47 @@ class AuditLog(Base):
     entity_type: Mapped[str] = mapped_column(String(64))
     entity_id: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict] = mapped_column(default=dict)
+
+
+class QcRun(Base):
+    """One QC run over one municipality's local day: the configuration it ran with and its counts."""
+
+    __tablename__ = "qc_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = tenant_column()
+    day: Mapped[date] = mapped_column(Date)  # the local day whose readings were stored
+    window_start: Mapped[datetime] = mapped_column()
+    window_end: Mapped[datetime] = mapped_column()
+    config_version: Mapped[str] = mapped_column(String(64))
+    config_sha256: Mapped[str] = mapped_column(String(64))
+    config_json: Mapped[dict] = mapped_column()
+    count_readings: Mapped[int] = mapped_column(Integer)
+    count_good: Mapped[int] = mapped_column(Integer)
+    count_not_evaluated: Mapped[int] = mapped_column(Integer)
+    count_suspect: Mapped[int] = mapped_column(Integer)
+    count_fail: Mapped[int] = mapped_column(Integer)
+    count_missing: Mapped[int] = mapped_column(Integer)
+    test_counts: Mapped[dict] = mapped_column()  # {"spike": {"3": n, "4": n}, ...}
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("municipality_id", "window_start", "config_sha256"),)
+
+
+class ReadingQc(Base):
+    """The flag of each QARTOD test of one reading, from the latest QC run that judged it."""
+
+    __tablename__ = "readings_qc"
+
+    # No foreign keys and no second index, like `readings` (migrations 0003 and 0005).
+    sensor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    observed_at: Mapped[datetime] = mapped_column(primary_key=True)
+    qc_run_id: Mapped[int] = mapped_column(Id)
+    qc_gross_range: Mapped[int] = mapped_column(SmallInteger)
+    qc_climatology: Mapped[int] = mapped_column(SmallInteger)
+    qc_spike: Mapped[int] = mapped_column(SmallInteger)
+    qc_rate_of_change: Mapped[int] = mapped_column(SmallInteger)
+    qc_flat_line: Mapped[int] = mapped_column(SmallInteger)
+    qc_gap: Mapped[int] = mapped_column(SmallInteger)
+    qc_attenuated: Mapped[int] = mapped_column(SmallInteger)
+    qc_tests: Mapped[str] = mapped_column(String(200))  # the tests that gave the worst flag

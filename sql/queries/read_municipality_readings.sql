@@ -10,3 +10,4 @@ where
     and municipality_id = :municipality_id
     and observed_at >= :start
     and observed_at < :end
+order by sensor_id, observed_at

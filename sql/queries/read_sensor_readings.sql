@@ -10,3 +10,4 @@ where
     and sensor_id in :sensor_ids
     and observed_at >= :start
     and observed_at < :end
+order by sensor_id, observed_at

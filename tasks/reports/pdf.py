@@ -13,7 +13,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Table, TableStyle
 
-from tasks.reports.render import heading_lines
+from tasks.reports.render import exclusion_note, heading_lines
 from tasks.reports.templates import daily_layout, fill
 
 
@@ -237,6 +237,7 @@ def render_pdf(content: dict, meta: dict) -> bytes:
             pdf,
         )
     )
+    story.append(Paragraph(escape(exclusion_note(content)), styles["body"]))
 
     story.append(Paragraph(sections["incidents"], styles["heading"]))
     if content["incidents"]:

@@ -17,7 +17,7 @@ from tasks.reports.data import (
     canonical_json,
 )
 from tasks.reports.summary import SENSOR_SCHEMA, STAT_COLUMNS
-from tasks.reports.templates import amendment_note, daily_layout
+from tasks.reports.templates import amendment_note, daily_layout, fill
 
 PARAMETER_SCHEMA = {
     "parameter": pl.String,
@@ -87,6 +87,26 @@ def heading_lines(content: dict, meta: dict) -> list[str]:
     return lines
 
 
+def exclusion_note(content: dict, most: int = 12) -> str:
+    """One plain sentence: how many of the day's readings QC excluded (flag 4 or 9), and from which
+    sensors, most first (the first `most` of them, then how many more)."""
+    layout, figures = daily_layout(), content["figures"]
+    readings, excluded = figures["readings_observed"], figures["readings_excluded"]
+    if not excluded:
+        return fill(layout["qc_excluded_none"], readings=f"{readings:,}")
+    sensors = sorted(
+        (s for s in content["sensors"] if s["count_excluded"]),
+        key=lambda s: (-s["count_excluded"], s["sensor_id"]),
+    )
+    listed = [f"{s['sensor_id']} ({s['parameter']}): {s['count_excluded']:,}" for s in sensors[:most]]
+    if len(sensors) > most:
+        more = len(sensors) - most
+        listed.append(f"and {more} more sensor{'s' if more > 1 else ''}")
+    return fill(
+        layout["qc_excluded"], excluded=f"{excluded:,}", readings=f"{readings:,}", by_sensor="; ".join(listed)
+    )
+
+
 def render_json(content: dict, meta: dict) -> bytes:
     """The whole report as canonical JSON (sorted keys, ISO dates), the data plus `report` meta."""
     return (canonical_json({**content, "report": meta}, indent=2) + "\n").encode("utf-8")
@@ -94,7 +114,7 @@ def render_json(content: dict, meta: dict) -> bytes:
 
 def render_csv(content: dict, meta: dict) -> bytes:
     """The per-parameter table, after `#` comment lines with title, revision and amendment."""
-    header = "".join(f"# {line}\n" for line in heading_lines(content, meta))
+    header = "".join(f"# {line}\n" for line in [*heading_lines(content, meta), exclusion_note(content)])
     table = section_frames(content)["parameters"].write_csv()
     return (header + table).encode("utf-8")
 
@@ -127,11 +147,12 @@ def render_xlsx(content: dict, meta: dict) -> bytes:
             amended_format if line == meta["amendment"] else (title_format if row == 0 else None),
         )
     summary.write_string(len(lines), 0, "Times are in UTC.")
+    summary.write_string(len(lines) + 1, 0, exclusion_note(content))
     figures = pl.DataFrame(
         {"figure": list(content["figures"]), "value": list(content["figures"].values())},
         schema={"figure": pl.String, "value": pl.Float64},
     )
-    table_row = len(lines) + 2
+    table_row = len(lines) + 3
     figures.write_excel(
         workbook,
         summary,

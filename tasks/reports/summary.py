@@ -59,10 +59,13 @@ def sensor_day_summary(
 ) -> pl.DataFrame:
     """One row per sensor (active, or inactive with readings): the day's statistics from the
     daily aggregate when there is one (`source` 'aggregates'), else computed from the readings
-    ('readings'), with readings received, readings expected from the cadence, and coverage."""
+    ('readings'), with readings received, readings expected from the cadence, and coverage.
+
+    Either way `count_readings` counts every reading and `count_excluded` those of them that QC
+    failed or found missing (QARTOD 4, 9), which no statistic includes."""
     values = pl.col("value").filter(_usable())
     computed = readings.group_by("sensor_id").agg(
-        count_readings=_usable().sum().cast(pl.Int64),
+        count_readings=pl.len().cast(pl.Int64),
         count_excluded=(~_usable()).sum().cast(pl.Int64),
         value_mean=values.mean(),
         value_min=values.min(),
@@ -136,12 +139,12 @@ def parameter_table(sensor_summary: pl.DataFrame, compliance: pl.DataFrame) -> p
         .group_by("parameter", maintain_order=True)
         .agg(compliance_status=pl.col("status").first())
     )
-    weight = pl.col("count_readings")
+    weight = pl.col("count_readings") - pl.col("count_excluded")  # the readings in the mean
     return (
         sensor_summary.group_by("parameter", "unit")
         .agg(
             sensors=pl.len().cast(pl.Int64),
-            count_readings=weight.sum().cast(pl.Int64),
+            count_readings=pl.col("count_readings").sum().cast(pl.Int64),
             count_excluded=pl.col("count_excluded").sum().cast(pl.Int64),
             value_min=pl.col("value_min").min(),
             value_mean=(

@@ -16,8 +16,10 @@ from standardwebhooks.webhooks import Webhook
 
 from tasks.database import begin
 from tasks.models import (
+    QcRun,
     QuarantinedRow,
     Reading,
+    ReadingQc,
     Report,
     WebhookDelivery,
     WebhookEvent,
@@ -96,6 +98,10 @@ def _counts() -> dict:
             "reports": conn.scalar(select(func.count()).select_from(Report)),
             "events": conn.scalar(select(func.count()).select_from(WebhookEvent)),
             "deliveries": conn.scalar(select(func.count()).select_from(WebhookDelivery)),
+            "qc_runs": conn.scalar(select(func.count()).select_from(QcRun)),
+            "readings_qc": conn.scalar(select(func.count()).select_from(ReadingQc)),
+            "readings_not_judged": conn.scalar(select(func.count()).select_from(Reading)
+                                               .where(Reading.qc_flag == 2)),
         }
 
 
@@ -122,6 +128,12 @@ def test_nightly_pipeline_end_to_end_and_rerun_changes_nothing(
     assert counts["readings"] == sample.total_readings - sample.total_bad_rows
     assert counts["quarantined"] == sample.total_bad_rows
     assert summary["failures"] == {}
+    qc, aggregate = summary["stages"]["flag_readings"], summary["stages"]["aggregate"]
+    assert counts["qc_runs"] == 2 and counts["readings_qc"] == qc["rows"] == aggregate["rows"] > 0
+    assert counts["readings_not_judged"] == counts["readings"] - qc["rows"]  # only outside the day
+    # the sample's injected faults are failed by QC, and the aggregates count exactly those as excluded
+    assert qc["totals"]["readings_fail"] > 0
+    assert aggregate["totals"]["readings_excluded"] == qc["totals"]["readings_excluded"]
     with begin() as conn:
         formats = conn.execute(
             select(Report.municipality_id, Report.format).where(Report.period_start == DAY)

@@ -208,6 +208,9 @@ def test_daily_summary_is_written_in_four_formats_that_open(database):
     assert report["chart"]["parameter"] == "conductivity" and report["chart"]["limit"] == 2500.0
     assert len(report["chart"]["points"]) == 24
 
+    assert "# Quality control (QARTOD) excluded none of the 48 readings of this day.\n" in files[
+        "csv"
+    ].decode()
     table = pl.read_csv(io.BytesIO(files["csv"]), comment_prefix="#")
     assert table.select("parameter", "count_readings", "value_max", "compliance_status").rows() == [
         ("conductivity", 24, 2600.0, "NON_COMPLIANT"),

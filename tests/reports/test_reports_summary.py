@@ -46,7 +46,7 @@ def test_sensor_summary_prefers_daily_aggregates_and_measures_coverage():
             "parameter": ["conductivity", "lead", "ph"],
             "unit": ["uS/cm", "ug/L", "pH"],
             "kind": ["online", "lab", "online"],
-            "count_readings": [24, 0, 12],
+            "count_readings": [24, 0, 14],  # every reading, as in the aggregates; 2 excluded
             "count_excluded": [0, 0, 2],
             "value_mean": [480.0, None, 7.55],
             "value_min": [400.0, None, 7.0],
@@ -67,3 +67,23 @@ def test_content_hash_is_the_same_for_the_same_data_in_any_key_order():
     assert content_sha256(content) == content_sha256(reordered)
     assert canonical_json(content) == '{"figures":{"a":2.5,"b":1},"period":{"day":"2026-11-25"}}'
     assert content_sha256(content) != content_sha256({**content, "figures": {"a": 2.5, "b": 2}})
+
+
+def test_the_exclusion_note_names_the_count_and_the_sensors_most_first():
+    from tasks.reports.render import exclusion_note
+
+    sensors = [
+        {"sensor_id": "s-ph", "parameter": "ph", "count_excluded": 2},
+        {"sensor_id": "s-cond", "parameter": "conductivity", "count_excluded": 0},
+        {"sensor_id": "s-turb", "parameter": "turbidity", "count_excluded": 1_200},
+    ]
+    content = {"figures": {"readings_observed": 40_000, "readings_excluded": 1_202}, "sensors": sensors}
+
+    assert exclusion_note(content) == (
+        "Quality control (QARTOD) excluded 1,202 of the 40,000 readings of this day from every statistic"
+        " and compliance judgement, as failed (flag 4) or missing (flag 9): s-turb (turbidity): 1,200;"
+        " s-ph (ph): 2."
+    )
+    assert exclusion_note(content, most=1).endswith("s-turb (turbidity): 1,200; and 1 more sensor.")
+    none = {"figures": {"readings_observed": 48, "readings_excluded": 0}, "sensors": sensors[1:2]}
+    assert exclusion_note(none) == "Quality control (QARTOD) excluded none of the 48 readings of this day."
