@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -486,6 +486,89 @@ def incidents_resolve(
         )
     how = "dismissed as a false alarm" if dismiss else "resolved"
     console.print(f"incident {incident_id} {how} (label: {changed.label})", soft_wrap=True)
+
+
+detect_app = typer.Typer(
+    help="The learned detector: import labels, train it per station, list its models.", no_args_is_help=True
+)
+app.add_typer(detect_app, name="detect")
+TheMunicipality = Annotated[str, typer.Option("--municipality", "-m", help="The municipality.")]
+
+
+@detect_app.command("import-labels")
+@plain_errors
+def detect_import_labels(
+    path: Annotated[str, typer.Argument(metavar="FILE", help="Labelled CSV: a time, a true/false column.")],
+    municipality: TheMunicipality,
+    station: Annotated[str, typer.Option("--station", "-s", help="The station the labels describe.")],
+    time_column: Annotated[str, typer.Option(help="The time column.")] = "Time",
+    event_column: Annotated[str, typer.Option(help="The true/false event column.")] = "EVENT",
+    timezone: Annotated[str, typer.Option(help="The zone of times written without an offset.")] = "UTC",
+) -> None:
+    """Keep a labelled file's event and normal stretches as one station's training labels."""
+    from tasks.database import begin
+    from tasks.detection.labels import import_labels
+
+    with begin() as conn:
+        done = import_labels(conn, municipality, station, path, time_column, event_column, timezone)
+    replaced = f"; {done.replaced} interval(s) of its earlier import replaced" if done.replaced else ""
+    console.print(
+        _cell(
+            f"{done.source}: {done.rows:,} labelled rows kept as {done.intervals:,} interval(s) of station "
+            f"{station}, {done.event_intervals:,} of them events ({done.event_minutes:,.0f} min){replaced}"
+        ),
+        soft_wrap=True,
+    )
+
+
+@detect_app.command("train")
+@plain_errors
+def detect_train(
+    municipality: TheMunicipality,
+    station: Annotated[str | None, typer.Option("--station", "-s", help="Only this station.")] = None,
+    from_day: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First local day (default: 60 days back)."),
+    ] = None,
+    to_day: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last local day (default: the last reading's)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train each station's learned detector on its labels, score it out of fold beside the statistical
+    detector, store it, and make it active only if it beats the statistical one."""
+    from tasks.detection.report import training_line, training_table
+    from tasks.detection.training import train_detectors
+
+    results = train_detectors(
+        municipality, station, from_day and from_day.date(), to_day and to_day.date()
+    )
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
+        return
+    console.print(training_table(results, municipality))
+    for r in results:
+        console.print(_cell(training_line(r)), soft_wrap=True)
+
+
+@detect_app.command("models")
+@plain_errors
+def detect_models(
+    municipality: Municipality = None,
+    station: Annotated[str | None, typer.Option("--station", "-s", help="Only this station.")] = None,
+) -> None:
+    """List the learned models, the latest first: data range, held-out scores, active or why not."""
+    from tasks.database import begin
+    from tasks.detection.model_store import list_models
+    from tasks.detection.report import models_table
+
+    with begin() as conn:
+        models = list_models(conn, municipality, station)
+    console.print(models_table(models, municipality))
+    for m in models:
+        console.print(_cell(f"model {m.id}: {m.reason} ({m.object_url}, sha256 {m.sha256[:12]}...)"),
+                      soft_wrap=True)
 
 
 qc_app = typer.Typer(help="Explain QARTOD quality-control flags of stored readings.", no_args_is_help=True)

@@ -465,3 +465,47 @@ class ReadingQc(Base):
     qc_gap: Mapped[int] = mapped_column(SmallInteger)
     qc_attenuated: Mapped[int] = mapped_column(SmallInteger)
     qc_tests: Mapped[str] = mapped_column(String(200))  # the tests that gave the worst flag
+
+
+class DetectionLabel(Base):
+    """What is known of a station's time: [starts_at, ends_at) was an event or was not.
+
+    From a labelled file (`file:<name>`); operators' incident labels are read from `incidents`.
+    """
+
+    __tablename__ = "detection_labels"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = tenant_column()
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    starts_at: Mapped[datetime] = mapped_column()  # `start`/`end` would be reserved words
+    ends_at: Mapped[datetime] = mapped_column()  # exclusive
+    is_event: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(300))  # file:<name> | incident:<id>
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_detection_labels_station_starts", "station_id", "starts_at"),)
+
+
+class DetectorModel(Base):
+    """One training of a station's learned detector; at most one per station is active."""
+
+    __tablename__ = "detector_models"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = tenant_column()
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    trained_at: Mapped[datetime] = mapped_column(default=utcnow)
+    data_start: Mapped[datetime] = mapped_column()
+    data_end: Mapped[datetime] = mapped_column()  # exclusive
+    sensors: Mapped[list] = mapped_column()  # [{"sensor_id", "parameter"}] in feature order
+    features: Mapped[list] = mapped_column()  # feature column names in the model's order
+    post_process: Mapped[dict] = mapped_column()  # threshold, min_run, hold
+    scores: Mapped[dict] = mapped_column()  # learned and statistical on the same held-out minutes
+    description: Mapped[dict] = mapped_column()  # the model's class and settings, the labels used
+    object_url: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the stored bytes; checked before loading
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    training_seconds: Mapped[float] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text)  # why it is (not) active

@@ -106,6 +106,10 @@ def detect_anomalies(
         sensors = read_municipality_sensors(conn, municipality_id)
         readings = read_detection_readings(conn, municipality_id, sensors, start, end)
         found = find_anomalies(readings, sensors, start, end)
+        from tasks.detection.nightly import learned_anomalies  # it builds on this package
+
+        learned = learned_anomalies(conn, municipality_id, sensors, start, end)
+        found = pl.concat([found, learned], how="diagonal_relaxed")
         inserted = insert_anomalies(conn, municipality_id, found, start, end, now)
         new = read_unassigned_anomalies(conn, municipality_id, start, end)
         current = read_open_incidents(conn, municipality_id)

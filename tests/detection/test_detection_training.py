@@ -1,0 +1,216 @@
+"""`waterline detect train`: a station's learned detector is scored out of fold beside the
+statistical one, stored with its data range, features and scores, its bytes checked on load, and
+made active only when it beats the statistical detector."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tasks.database import begin
+from tasks.detection.labels import import_labels
+from tasks.detection.model_store import ModelIntegrityError, load_model, model_bytes, store_model
+from tasks.detection.scoring import HeldOut, activation
+from tasks.detection.training import train_detectors
+from tasks.evaluation.learned import sensor_features
+from tasks.evaluation.scoring import Scores
+from tasks.models import DetectorModel
+from tasks.settings import reset_settings
+from tasks.storage import ObjectStore, object_store
+
+from .conftest import START, labelled_csv, seed_labelled_riverton, seed_station, station_signals
+
+runner = CliRunner()
+
+
+def _models() -> list:
+    with begin() as conn:
+        return list(conn.execute(select(*DetectorModel.__table__.columns).order_by(DetectorModel.id)))
+
+
+def _scores(f1: float, events: int = 5) -> Scores:
+    return Scores(f1, f1, f1, f1, events, events, 1.0, 0.0, 0, 7.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("learned", "statistical", "events", "active", "reason"),
+    [
+        (
+            0.8,
+            0.5,
+            5,
+            True,
+            "learned F1 0.800 beats statistical F1 0.500 on the same held-out minutes (2 weeks",
+        ),
+        (0.5, 0.5, 5, False, "learned F1 0.500 does not beat statistical F1 0.500"),
+        (0.4, 0.6, 5, False, "learned F1 0.400 does not beat statistical F1 0.600"),
+        (0.9, 0.1, 1, False, "only 1 labelled event(s) among the scored minutes; 2 are needed"),
+    ],
+)
+def test_the_learned_detector_is_activated_only_when_it_beats_the_statistical_one(
+    learned, statistical, events, active, reason
+):
+    held = HeldOut("week", 2, 20160, _scores(learned, events), _scores(statistical, events))
+    decided, why = activation(held)
+    assert decided is active
+    assert why.startswith(reason)
+
+
+def test_a_station_trained_on_its_labels_is_stored_scored_and_activated(database, tmp_path):
+    readings, events = station_signals("riverton-plant", days=3)
+    path = labelled_csv(tmp_path / "plant.csv", readings, events)
+    with begin() as conn:
+        station = seed_station(conn, "riverton", readings)
+    assert (
+        runner.invoke(app, ["detect", "import-labels", str(path), "-m", "riverton", "-s", station]).exit_code
+        == 0
+    )
+
+    trained = runner.invoke(app, ["detect", "train", "-m", "riverton", "--to", "2026-05-05"])
+    listed = runner.invoke(app, ["detect", "models", "-m", "riverton"])
+
+    assert trained.exit_code == 0, trained.output
+    assert "riverton-plant: active: learned F1" in trained.output
+    assert "beats statistical F1" in trained.output
+    assert listed.exit_code == 0, listed.output
+    assert "1 learned model(s)" in listed.output
+    [model] = _models()
+    assert (model.municipality_id, model.station_id, model.active) == ("riverton", station, True)
+    assert (model.data_start, model.data_end) == (START, START + timedelta(days=2))
+    assert [s["sensor_id"] for s in model.sensors] == sorted(f"{station}-{p}" for p in ("conductivity",
+        "free_chlorine", "ph", "turbidity"))  # fmt: skip
+    assert len(model.features) == 4 * len(sensor_features("x"))
+    assert set(model.post_process) == {"threshold", "min_run", "hold"}
+    held = model.scores
+    assert (held["scheme"], held["folds"], held["rows"]) == ("block", 3, 2 * 1440)
+    assert held["learned"]["events"] == held["statistical"]["events"] == 6
+    assert held["learned"]["f1"] > held["statistical"]["f1"]
+    assert model.description["labels"] == {"file_events": 6, "file_normal": 7}
+    stored = Path(model.object_url.removeprefix("file://"))
+    assert stored.is_relative_to(object_store().local_path("detector-models/riverton/riverton-plant"))
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == model.sha256
+    assert stored.stat().st_size == model.size_bytes
+    fitted = load_model(model.object_url, model.sha256)
+    assert fitted.predict_proba([[0.0] * len(model.features)]).shape == (1, 2)
+
+
+def test_a_model_that_does_not_beat_the_statistical_one_is_kept_inactive_beside_the_active_one(
+    database, tmp_path
+):
+    station, events = seed_labelled_riverton(tmp_path)
+    [first] = train_detectors("riverton", to_day=date(2026, 5, 5))
+    one_event = events.filter(pl.col("starts_at") >= START + timedelta(days=2)).head(1)
+    readings, _ = station_signals("riverton-plant", days=3)
+    day3 = labelled_csv(
+        tmp_path / "day3.csv", readings.filter(pl.col("observed_at") >= START + timedelta(days=2)), one_event
+    )
+    with begin() as conn:
+        import_labels(conn, "riverton", station, day3)
+
+    [second] = train_detectors("riverton", station, from_day=date(2026, 5, 6), to_day=date(2026, 5, 6))
+
+    assert (first.status, second.status) == ("active", "inactive")
+    assert second.reason.startswith("only 1 labelled event(s) among the scored minutes")
+    models = _models()
+    assert [(m.id, m.active) for m in models] == [(first.model_id, True), (second.model_id, False)]
+    assert models[1].reason == second.reason
+
+
+def test_without_labelled_events_nothing_is_trained_and_the_statistical_detectors_work_alone(database):
+    readings, _ = station_signals("riverton-plant", days=1)
+    with begin() as conn:
+        seed_station(conn, "riverton", readings)
+
+    result = runner.invoke(app, ["detect", "train", "-m", "riverton", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert '"reason": "no labelled event in the range: the statistical detectors work alone"' in result.output
+    assert '"status": "skipped"' in result.output
+    assert _models() == []
+
+
+def test_a_model_whose_bytes_changed_is_refused_before_unpickling(tmp_path):
+    store = ObjectStore(str(tmp_path / "objects"))
+    at = START + timedelta(days=3)
+    stored = store_model(store, "riverton", "riverton-plant", at, model_bytes({"trees": [1, 2, 3]}))
+    assert stored.url.endswith(
+        f"detector-models/riverton/riverton-plant/20260507T000000000000Z-{stored.sha256[:12]}.joblib"
+    )
+    assert load_model(stored.url, stored.sha256) == {"trees": [1, 2, 3]}
+
+    path = Path(stored.url.removeprefix("file://"))
+    path.write_bytes(path.read_bytes() + b"\x00")
+
+    with pytest.raises(ModelIntegrityError, match="not the recorded"):
+        load_model(stored.url, stored.sha256)
+
+
+def test_models_are_stored_and_checked_on_an_s3_server(home, monkeypatch, s3_server):
+    monkeypatch.setenv("WATERLINE_OBJECT_STORE_URL", f"s3://waterline/{uuid.uuid4().hex[:8]}/objects")
+    monkeypatch.setenv("WATERLINE_S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("WATERLINE_S3_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("WATERLINE_S3_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("WATERLINE_S3_REGION", "us-east-1")
+    reset_settings()
+
+    stored = store_model(object_store(), "riverton", "riverton-plant", START, model_bytes([0.5, 0.25]))
+
+    assert stored.url.startswith("s3://waterline/")
+    assert load_model(stored.url, stored.sha256) == [0.5, 0.25]
+    with pytest.raises(ModelIntegrityError):
+        load_model(stored.url, "0" * 64)
+
+
+def test_incidents_operators_confirmed_or_dismissed_are_the_next_trainings_labels(database):
+    from sqlalchemy import insert
+
+    from tasks.anomalies.incident_actions import acknowledge, resolve
+    from tasks.models import Incident
+
+    readings, events = station_signals("riverton-plant", days=2)
+    with begin() as conn:
+        station = seed_station(conn, "riverton", readings)
+
+        def incident(first, last) -> int:  # noqa: ANN001
+            return conn.execute(
+                insert(Incident).values(
+                    municipality_id="riverton", station_id=station, sensor_id=f"{station}-turbidity",
+                    kind="rolling_zscore", severity="HIGH", status="open", summary="turbidity jump",
+                    first_observed_at=first, last_observed_at=last, anomaly_count=3,
+                )
+            ).inserted_primary_key[0]  # fmt: skip
+
+        for n, (start, end) in enumerate(events.iter_rows()):
+            found = incident(start, end - timedelta(minutes=1))  # the last anomaly in the event's last minute
+            if n % 2:
+                acknowledge(conn, found, "ops:ana")
+            else:
+                resolve(conn, found, "ops:ana")  # resolved, not dismissed: confirmed
+        false_alarm = incident(START + timedelta(minutes=30), START + timedelta(minutes=50))
+        resolve(conn, false_alarm, "ops:ben", dismiss=True, note="a valve test")
+
+    [trained] = train_detectors("riverton")
+
+    event_minutes = int(
+        events.select((pl.col("ends_at") - pl.col("starts_at")).dt.total_minutes().sum()).item()
+    )
+    assert trained.model_id is not None, trained.reason
+    assert trained.event_minutes == event_minutes
+    [model] = _models()
+    assert model.description["labels"] == {"incident_events": events.height, "incident_normal": 1}
+    assert model.description["event_minutes"] == event_minutes
+
+
+@pytest.mark.parametrize("command", [["import-labels"], ["train"], ["models"]], ids=" ".join)
+def test_every_detect_command_explains_itself(command):
+    result = runner.invoke(app, ["detect", *command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output and f"detect {command[0]}" in result.output
