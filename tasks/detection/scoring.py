@@ -84,7 +84,7 @@ def out_of_fold_alarm(table: pl.DataFrame, features: np.ndarray, groups: np.ndar
         if not others.any() or others.all():
             chosen[group] = None
             continue
-        detector = fit_detector(features[~inside], others)
+        detector = fit_detector(features[~inside], others, groups[~inside])
         probability[inside] = predict(detector.model, features[inside])
         chosen[group] = detector.post
     frame = table.select(pl.Series("p", probability), pl.Series("group", groups))

@@ -27,7 +27,7 @@ from tasks.database import begin
 from tasks.detection.frames import floor_minute, read_station_minutes, station_readings, station_sensors
 from tasks.detection.labels import label_counts, read_labels, station_of
 from tasks.detection.model_store import activate_model, insert_model, model_bytes, store_model
-from tasks.detection.scoring import activation, held_out_scores
+from tasks.detection.scoring import activation, fold_groups, held_out_scores
 from tasks.models import Reading, utcnow
 from tasks.storage import object_store
 
@@ -129,7 +129,7 @@ def train_station(
     if not labels_array.any():
         result.reason = "no labelled event among the minutes with readings"
         return result
-    detector = fit_detector(features, labels_array)
+    detector = fit_detector(features, labels_array, fold_groups(table["observed_at"])[0])
     result.seconds = round(time.perf_counter() - started, 3)
     active, reason = activation(held)
 

@@ -93,8 +93,10 @@ def print_evaluation(console: Console, report: dict) -> None:
         learned = report["learned"]
         console.print(
             f"learned: {learned['model']} on {learned['features_per_sensor']} causal features per sensor, "
-            "trained on the other weeks; threshold, run and hold chosen on out-of-fold predictions of "
-            f"{learned['inner_folds']} blocks of those weeks (F1 other weeks is that out-of-fold F1).",
+            "each taken as the 1st, 2nd and 3rd largest across the station's sensors "
+            f"({len(learned['features'])} in all), trained on the other weeks; threshold and run chosen "
+            "on out-of-fold predictions of each of those weeks by a model of the rest, for the best "
+            "worst-week F1 (F1 other weeks is that out-of-fold F1).",
             soft_wrap=True,
         )
     if "synthetic" in report:

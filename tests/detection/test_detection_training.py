@@ -20,7 +20,7 @@ from tasks.detection.labels import import_labels
 from tasks.detection.model_store import ModelIntegrityError, load_model, model_bytes, store_model
 from tasks.detection.scoring import HeldOut, activation
 from tasks.detection.training import train_detectors
-from tasks.evaluation.learned import sensor_features
+from tasks.evaluation.learned_features import FEATURES
 from tasks.evaluation.scoring import Scores
 from tasks.models import DetectorModel
 from tasks.settings import reset_settings
@@ -87,7 +87,7 @@ def test_a_station_trained_on_its_labels_is_stored_scored_and_activated(database
     assert (model.data_start, model.data_end) == (START, START + timedelta(days=2))
     assert [s["sensor_id"] for s in model.sensors] == sorted(f"{station}-{p}" for p in ("conductivity",
         "free_chlorine", "ph", "turbidity"))  # fmt: skip
-    assert len(model.features) == 4 * len(sensor_features("x"))
+    assert model.features == list(FEATURES)  # station-wide features: the same whatever the sensors
     assert set(model.post_process) == {"threshold", "min_run", "hold"}
     held = model.scores
     assert (held["scheme"], held["folds"], held["rows"]) == ("block", 3, 2 * 1440)

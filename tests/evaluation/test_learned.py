@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from tasks.evaluation import learned
 from tasks.evaluation.labelled import LabelledReadings, read_labelled
+from tasks.evaluation.learned_features import FEATURES
 
 from .conftest import labelled_frame, write_labelled
 
@@ -22,14 +24,28 @@ def with_frame(readings: LabelledReadings, frame: pl.DataFrame) -> LabelledReadi
     return LabelledReadings(frame, readings.parameters)
 
 
-def test_features_cover_every_sensor_and_row(readings):
+def test_features_cover_every_row_and_name_no_sensor(readings):
     features = learned.feature_frame(readings)
     assert features.height == readings.frame.height
-    per_sensor = len(learned.sensor_features("x"))
-    assert features.width == 1 + per_sensor * len(readings.sensors)
-    # a step of 0.8 pH against 0.01 noise stands out in the z of the current reading
+    assert features.columns == ["observed_at", *FEATURES]
+    # a step of 0.8 pH against pH's noise floor of 0.05 is 16 floors from the past hour's median
     start = readings.frame.with_row_index().filter("label")["index"][0]
-    assert features["pH__z_60"][start] > 20
+    assert features["dev_median_60_top1"][start] == pytest.approx(16, abs=0.5)
+    assert features["dev_median_60_top1"][start - 1] < 2
+
+
+def test_features_do_not_depend_on_which_column_a_sensor_is_in(readings):
+    swapped = {"pH": "Trueb", "Trueb": "pH"}  # two columns trade places, each keeping its parameter
+    frame = readings.frame.rename(swapped)
+    parameters = {swapped.get(c, c): p for c, p in readings.parameters.items()}
+    moved = learned.feature_frame(LabelledReadings(frame, parameters))
+    assert_frame_equal(moved, learned.feature_frame(readings))
+
+
+def test_appending_later_rows_changes_no_earlier_feature_row(readings):
+    cut = 7000
+    early = learned.feature_frame(with_frame(readings, readings.frame.head(cut)))
+    assert_frame_equal(early, learned.feature_frame(readings).head(cut))
 
 
 def test_changing_a_future_reading_changes_no_earlier_feature_row(readings):
@@ -86,3 +102,24 @@ def test_a_week_without_events_in_the_training_rows_is_a_sentence(readings):
     quiet = readings.frame.with_columns(pl.lit(False).alias("label"))
     with pytest.raises(ValueError, match="both labelled and unlabelled"):
         learned.cross_validate_learned(with_frame(readings, quiet))
+
+
+def test_the_post_processing_is_chosen_for_the_worst_week_not_the_pooled_minutes():
+    # week a: 100 event minutes at p 0.9 and noise at 0.5; week b: 10 event minutes at p 0.4.
+    # Pooled, 0.55 wins (F1 0.95: week b is a tenth of the events) and week b is missed whole; any
+    # threshold from 0.1 to 0.4 finds week b and keeps week a at F1 0.5.
+    p = np.concatenate([np.full(100, 0.9), np.full(200, 0.5), np.full(10, 0.4), np.full(200, 0.05)])
+    labels = np.concatenate([np.ones(100), np.zeros(200), np.ones(10), np.zeros(200)]).astype(bool)
+    groups = np.array(["a"] * 300 + ["b"] * 210)
+    post, pooled_f1 = learned.choose_post_process(p, labels, groups)
+    assert 0.1 <= post.threshold <= 0.4 and post.min_run == 1
+    assert pooled_f1 == pytest.approx(2 * 110 / (2 * 110 + 200))
+
+
+def test_a_detector_chooses_its_post_processing_on_the_weeks_it_is_given(readings):
+    table, features = learned.scored_table(readings)
+    labels, weeks = table["label"].to_numpy(), table["week"].to_numpy()
+    detector = learned.fit_detector(features, labels, weeks)
+    assert 0 < detector.post.threshold < 1 and detector.f1_out_of_fold > 0.9
+    # without weeks it still fits, on consecutive blocks
+    assert learned.fit_detector(features, labels).f1_out_of_fold > 0.9

@@ -1,0 +1,95 @@
+"""The learned detector's features: how far the station's quality sensors stray, in noise floors.
+
+Per quality sensor (the parameters the rolling z-score watches, `detect.quality_sensors`) and
+minute, from the current and past readings only (rows are taken to be one per minute, as GECCO's):
+its deviation from the median of the past 30/60/120 minutes and from the mean of the past day (the
+current reading left out of each window), its differences over 1/5/15 rows and the mean absolute
+first difference of the last 5 rows (a sensor that oscillates). Each is divided by the parameter's
+noise floor (`limits.yaml`: about an online instrument's accuracy), so a deviation means the same
+on every sensor; a parameter without a floor is scaled by its mean absolute first difference over
+the past day.
+
+The features are then taken across the sensors: for each of the eight, the largest, second and
+third largest magnitude (`<feature>_top<k>`, null when fewer sensors report). No feature names a
+sensor. That is the point: labelled events are of a few kinds (a step on four sensors, a ramp on
+three, chlorine dioxide oscillating, one sensor falling to zero), each in its own week, and a model
+that learns "pH stepped" does not find "chlorine dioxide oscillates" in a week it never saw, while
+"two sensors stray five noise floors from their past hour" carries over. Every feature is a
+magnitude: more straying never makes an event less likely (`MONOTONIC`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from tasks.anomalies.detectors import load_limits, noise_floors
+from tasks.evaluation.detect import quality_sensors
+from tasks.evaluation.labelled import LabelledReadings
+
+MEDIAN_WINDOWS = (30, 60, 120)  # minutes of past readings
+DAY = "1440m"
+LAGS = (1, 5, 15)  # rows (minutes)
+ROUGH_ROWS = 5
+MIN_SAMPLES = 5
+TOP_K = (1, 2, 3)
+SENSOR_FEATURES = (
+    *(f"dev_median_{minutes}" for minutes in MEDIAN_WINDOWS),
+    "dev_mean_day",
+    f"rough_{ROUGH_ROWS}",
+    *(f"diff_{lag}" for lag in LAGS),
+)
+FEATURES = tuple(f"{name}_top{k}" for name in SENSOR_FEATURES for k in TOP_K)
+
+
+def sensor_scale(column: str, floor: float) -> pl.Expr:
+    """The unit a sensor's deviations are counted in: its noise floor, or without one the mean
+    absolute first difference over the past day."""
+    if floor > 0:
+        return pl.lit(floor)
+    step = (pl.col(column) - pl.col(column).shift(1)).abs()
+    past_day = step.rolling_mean_by("observed_at", window_size=DAY, closed="left", min_samples=MIN_SAMPLES)
+    return pl.when(past_day > 0).then(past_day)
+
+
+def sensor_features(column: str, floor: float = 1.0) -> list[pl.Expr]:
+    """One sensor's causal deviations in units of `floor`, named as `SENSOR_FEATURES`."""
+    value = pl.col(column)
+    past = {"by": "observed_at", "closed": "left", "min_samples": MIN_SAMPLES}
+    scale = sensor_scale(column, floor)
+    step = (value - value.shift(1)).abs()
+    raw = [
+        *(value - value.rolling_median_by(window_size=f"{m}m", **past) for m in MEDIAN_WINDOWS),
+        value - value.rolling_mean_by(window_size=DAY, **past),
+        step.rolling_mean(ROUGH_ROWS, min_samples=1),
+        *(value - value.shift(lag) for lag in LAGS),
+    ]
+    return [(expr / scale).abs().alias(name) for expr, name in zip(raw, SENSOR_FEATURES, strict=True)]
+
+
+def across_sensors(per_sensor: list[pl.Expr]) -> list[pl.Expr]:
+    """The largest, second and third largest of one feature across the sensors (null beyond the
+    sensors that have it)."""
+    ranked = pl.concat_list(per_sensor).list.drop_nulls().list.sort(descending=True, nulls_last=True)
+    return [ranked.list.get(k - 1, null_on_oob=True) for k in TOP_K]
+
+
+def feature_frame(readings: LabelledReadings, limits: Mapping | None = None) -> pl.DataFrame:
+    """One row per row of the file: `observed_at` and the `FEATURES` (Float64, null where no
+    quality sensor has enough past readings)."""
+    limits = load_limits() if limits is None else limits
+    floors = noise_floors(limits)
+    sensors = quality_sensors(readings.parameters, limits)
+    frame = readings.frame.lazy().select("observed_at", *sensors)
+    if not sensors:
+        return frame.select("observed_at", *(pl.lit(None, pl.Float64).alias(f) for f in FEATURES)).collect()
+    per_sensor = {c: sensor_features(c, floors.get(readings.parameters[c], 0.0)) for c in sensors}
+    columns = []
+    for i, name in enumerate(SENSOR_FEATURES):
+        ranked = across_sensors([per_sensor[c][i] for c in sensors])
+        columns += [expr.alias(f"{name}_top{k}") for expr, k in zip(ranked, TOP_K, strict=True)]
+    return frame.select("observed_at", *columns).with_columns(pl.col(FEATURES).cast(pl.Float64)).collect()
+
+
+MONOTONIC = tuple(1 for _ in FEATURES)  # HistGradientBoostingClassifier `monotonic_cst`
