@@ -113,18 +113,22 @@ def lookback_groups(
     window: int | timedelta,
     default_interval_seconds: int = 60,
     longest: timedelta = timedelta(days=7),
+    at_least: timedelta = timedelta(0),
 ) -> pl.DataFrame:
     """How far before the day each sensor must be read so a trailing window is full.
 
     A window of `n` readings needs about `n` times the sensor's cadence (plus half again for
-    gaps), at least one hour and at most `longest`; a time window needs exactly itself.
+    gaps), at least one hour and at most `longest`; a time window needs exactly itself. Every
+    sensor is read at least `at_least` back (a detector that compares with earlier days).
     Returns one row per distinct lookback: `lookback` (duration) and its `sensor_ids` (list).
     """
+    floor = int(at_least.total_seconds())
     if isinstance(window, timedelta):
-        lookback = pl.lit(window)
+        lookback = pl.lit(max(window, at_least))
     else:
         seconds = pl.col("interval_seconds").fill_null(default_interval_seconds) * window * 3 // 2
-        lookback = pl.duration(seconds=seconds.clip(3600, int(longest.total_seconds())))
+        ceiling = max(int(longest.total_seconds()), floor)
+        lookback = pl.duration(seconds=seconds.clip(max(3600, floor), ceiling))
     return (
         sensors.select("sensor_id", lookback.alias("lookback"))
         .group_by("lookback")

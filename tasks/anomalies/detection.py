@@ -19,7 +19,7 @@ from tasks.analytics.readings import (
     read_municipality_sensors,
     read_sensor_readings,
 )
-from tasks.anomalies.detectors import ZSCORE_WINDOW, find_anomalies
+from tasks.anomalies.detectors import detector_lookback, find_anomalies
 from tasks.anomalies.incident_store import (
     assign_anomalies,
     open_new_incidents,
@@ -43,12 +43,19 @@ def read_detection_readings(
     sensors: pl.DataFrame,
     start: datetime,
     end: datetime,
-    window: int | timedelta = ZSCORE_WINDOW,
+    window: int | timedelta | None = None,
+    days: int | None = None,
 ) -> pl.DataFrame:
-    """The readings of [start, end) plus, per sensor, the lookback its trailing window needs."""
+    """The readings of [start, end) plus, per sensor, the lookback the detectors need: `window`
+    readings (default: the longest chain of windows in detectors.yaml) and at least `days`
+    whole days before (default: the pattern break's profile days)."""
+    needed_window, needed_days = detector_lookback()
+    window = needed_window if window is None else window
+    days = needed_days if days is None else days
+    at_least = timedelta(days=days, hours=1) if days else timedelta(0)  # an hour for daylight saving
     frames = [
         read_sensor_readings(conn, municipality_id, ids, start - lookback, end)
-        for lookback, ids in lookback_groups(sensors, window).iter_rows()
+        for lookback, ids in lookback_groups(sensors, window, at_least=at_least).iter_rows()
     ]
     return pl.concat(frames) if frames else pl.DataFrame(schema=READING_SCHEMA)
 
@@ -105,7 +112,7 @@ def detect_anomalies(
         now = utcnow()
         sensors = read_municipality_sensors(conn, municipality_id)
         readings = read_detection_readings(conn, municipality_id, sensors, start, end)
-        found = find_anomalies(readings, sensors, start, end)
+        found = find_anomalies(readings, sensors, start, end, timezone=tz)
         from tasks.detection.nightly import learned_anomalies  # it builds on this package
 
         learned = learned_anomalies(conn, municipality_id, sensors, start, end)

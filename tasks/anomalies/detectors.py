@@ -1,56 +1,76 @@
 """Anomaly detectors: plain Polars functions from readings to anomalies, one row per finding.
 
-Every detector takes readings with `sensor_id`, `observed_at` (UTC), `value`, `parameter` and
-`unit`, and returns `ANOMALY_SCHEMA`: the reading, the `method`, a `score`, a `severity`, the
-`window` it was judged against and an `explanation` a person can read.
+Level detectors live here (rolling and robust z-score, operational limits) with `find_anomalies`,
+which runs every detector; slope and variance in `detectors_trend`, the daily profile in
+`detectors_pattern`, agreement at a station in `detectors_combined`. The schema, severities and
+wording they share are in `detectors_base` (and re-exported here). Windows, thresholds and
+switches are in `detectors.yaml`; limits and noise floors per parameter in `limits.yaml`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 
 import polars as pl
-import yaml
 
-from tasks.analytics.readings import UTC_TIME, is_excluded
+from tasks.analytics.readings import is_excluded
+from tasks.anomalies.detectors_base import (
+    ANOMALY_SCHEMA,
+    DETECTORS_PATH,
+    LIMITS_PATH,
+    MAD_TO_SIGMA,
+    SEVERITIES,
+    SEVERITY_RANK,
+    ZSCORE_THRESHOLDS,
+    ZSCORE_WINDOW,
+    NoiseFloor,
+    Thresholds,
+    anomaly_rows,
+    direction,
+    floor_expr,
+    is_sensor_time_sorted,
+    load_detector_config,
+    load_limits,
+    noise_floors,
+    number_text,
+    per_sensor,
+    severity_of,
+    sorted_readings,
+    thresholds_of,
+    window_text,
+    zscore_parameters,
+)
+from tasks.anomalies.detectors_combined import combined
+from tasks.anomalies.detectors_pattern import pattern_breaks
+from tasks.anomalies.detectors_trend import trend_anomalies, volatility_anomalies
 
-LIMITS_PATH = Path(__file__).with_name("limits.yaml")
-
-SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
-SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES, start=1)}
-
-ZSCORE_WINDOW = 60  # readings
-ZSCORE_THRESHOLDS = (2.0, 2.5, 3.0, 3.5)  # |z| at which LOW, MEDIUM, HIGH, CRITICAL begin
-
-ANOMALY_SCHEMA = {
-    "sensor_id": pl.String,
-    "observed_at": UTC_TIME,
-    "method": pl.String,
-    "value": pl.Float64,
-    "score": pl.Float64,
-    "severity": pl.String,
-    "window": pl.String,
-    "explanation": pl.String,
-}
-
-
-@lru_cache(maxsize=4)
-def load_limits(path: Path = LIMITS_PATH) -> dict:
-    """Operational limits and noise floors per parameter, from `tasks/anomalies/limits.yaml`."""
-    return yaml.safe_load(path.read_text())
-
-
-def noise_floors(limits: Mapping) -> dict[str, float]:
-    """Per parameter, the smallest standard deviation the z-score trusts."""
-    return {name: float(spec.get("noise_floor", 0.0)) for name, spec in limits.items()}
-
-
-def zscore_parameters(limits: Mapping) -> list[str]:
-    """The parameters the rolling z-score watches (all but those marked `zscore: false`)."""
-    return [name for name, spec in limits.items() if spec.get("zscore", True)]
+__all__ = [
+    "ANOMALY_SCHEMA",
+    "DETECTORS_PATH",
+    "LIMITS_PATH",
+    "SEVERITIES",
+    "SEVERITY_RANK",
+    "ZSCORE_THRESHOLDS",
+    "ZSCORE_WINDOW",
+    "combined",
+    "detector_lookback",
+    "find_anomalies",
+    "limit_breaches",
+    "limits_frame",
+    "load_detector_config",
+    "load_limits",
+    "noise_floors",
+    "number_text",
+    "pattern_breaks",
+    "robust_zscore",
+    "rolling_zscore",
+    "severity_of",
+    "trend_anomalies",
+    "volatility_anomalies",
+    "window_text",
+    "zscore_parameters",
+]
 
 
 def limits_frame(limits: Mapping) -> pl.DataFrame:
@@ -79,42 +99,66 @@ def limits_frame(limits: Mapping) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def number_text(expr: pl.Expr) -> pl.Expr:
-    """A number as people write it: three significant digits, whole numbers from 1,000 up."""
-    rounded = pl.when(expr.abs() >= 1000).then(expr.round(0)).otherwise(expr.round_sig_figs(3))
-    return rounded.cast(pl.String).str.strip_suffix(".0")
+ROBUST_SPREADS = ("mad", "iqr")
+IQR_TO_SIGMA = 1.349  # the inter-quartile range of a normal distribution, in standard deviations
 
 
-def severity_of(
-    score: pl.Expr, medium: pl.Expr | float, high: pl.Expr | float, critical: pl.Expr | float
-) -> pl.Expr:
-    """LOW, MEDIUM, HIGH or CRITICAL by where `score` falls among the three thresholds."""
-    return (
-        pl.when(score >= critical)
-        .then(pl.lit("CRITICAL"))
-        .when(score >= high)
-        .then(pl.lit("HIGH"))
-        .when(score >= medium)
-        .then(pl.lit("MEDIUM"))
-        .otherwise(pl.lit("LOW"))
-    )
-
-
-def window_text(window: int | str | timedelta) -> str:
+def trailing(stat: str, window: int | str | timedelta, needed: int, expr: pl.Expr | None = None) -> pl.Expr:
+    """A rolling `stat` (mean, std, median, q25, q75) of `expr` over the previous `window` readings (an int)
+    or the previous stretch of time, never the reading itself; null with fewer than `needed`."""
+    expr = pl.col("value") if expr is None else expr
+    if stat in ("q25", "q75"):
+        quantile = {"quantile": int(stat[1:]) / 100, "interpolation": "linear"}
+        if isinstance(window, int):
+            return expr.rolling_quantile(window_size=window, min_samples=needed, **quantile).shift(1)
+        by = {"window_size": window, "min_samples": needed, "closed": "left"}
+        return expr.rolling_quantile_by("observed_at", **quantile, **by)
     if isinstance(window, int):
-        return f"{window} readings"
-    if isinstance(window, timedelta):
-        minutes = int(window.total_seconds() // 60)
-        return f"{minutes} minutes" if minutes % 60 else f"{minutes // 60} hours"
-    return str(window)
+        return getattr(expr, f"rolling_{stat}")(window, min_samples=needed).shift(1)
+    return getattr(expr, f"rolling_{stat}_by")("observed_at", window, min_samples=needed, closed="left")
+
+
+def needed_samples(window: int | str | timedelta, min_samples: int | None) -> int:
+    """At least `min_samples` earlier readings: by default half a count window, 10 in a time window."""
+    if min_samples:
+        return min_samples
+    return max(2, window // 2) if isinstance(window, int) else 10
+
+
+def zscore_rows(
+    scored: pl.LazyFrame, method: str, thresholds: Thresholds, described: str, spread: str, centre: str
+) -> pl.LazyFrame:
+    """Findings of a z-score detector: `score` past thresholds[0], with severity and explanation."""
+    low, medium, high, critical = thresholds
+    explanation = pl.format(
+        "{} {} {} is {} {} {} the {} {} {} of the previous {}",
+        "parameter",
+        number_text(pl.col("value")),
+        "unit",
+        pl.col("score").abs().round(1).cast(pl.String),
+        pl.lit(spread),
+        direction(pl.col("score")),
+        pl.lit(centre),
+        number_text(pl.col("window_centre")),
+        "unit",
+        pl.lit(described),
+    )
+    return anomaly_rows(
+        scored.filter(pl.col("score").is_finite() & (pl.col("score").abs() >= low)),
+        method,
+        severity_of(pl.col("score").abs(), medium, high, critical),
+        described,
+        explanation,
+    )
 
 
 def rolling_zscore(
     readings: pl.LazyFrame,
     window: int | str | timedelta = ZSCORE_WINDOW,
-    thresholds: tuple[float, float, float, float] = ZSCORE_THRESHOLDS,
-    noise_floor: float | Mapping[str, float] = 0.0,
+    thresholds: Thresholds = ZSCORE_THRESHOLDS,
+    noise_floor: NoiseFloor = 0.0,
     min_samples: int | None = None,
+    separated: bool = False,
 ) -> pl.LazyFrame:
     """Readings whose z-score against the trailing window of the same sensor reaches thresholds[0].
 
@@ -124,56 +168,69 @@ def rolling_zscore(
     raised to the parameter's `noise_floor` so a flat window does not make every small change
     infinitely unusual. Severity is LOW, MEDIUM, HIGH or CRITICAL as |z| passes each threshold.
     """
-    if isinstance(window, int):
-        needed = min_samples or max(2, window // 2)
-        mean = pl.col("value").rolling_mean(window, min_samples=needed).shift(1)
-        std = pl.col("value").rolling_std(window, min_samples=needed).shift(1)
-    else:
-        needed = min_samples or 10
-        mean = pl.col("value").rolling_mean_by(
-            "observed_at", window, min_samples=needed, closed="left"
-        )
-        std = pl.col("value").rolling_std_by(
-            "observed_at", window, min_samples=needed, closed="left"
-        )
-    if isinstance(noise_floor, Mapping):
-        floor = pl.col("parameter").replace_strict(
-            dict(noise_floor), default=0.0, return_dtype=pl.Float64
-        )
-    else:
-        floor = pl.lit(float(noise_floor))
-    z = (pl.col("value") - pl.col("window_mean")) / pl.max_horizontal(pl.col("window_std"), floor)
-    low, medium, high, critical = thresholds
-    described = window_text(window)
-    return (
-        readings.sort("sensor_id", "observed_at")
+    needed = needed_samples(window, min_samples)
+    z = (pl.col("value") - pl.col("window_centre")) / pl.max_horizontal(
+        pl.col("window_std"), floor_expr(noise_floor)
+    )
+    scored = (
+        sorted_readings(readings, separated)
         .with_columns(
-            mean.over("sensor_id").alias("window_mean"),
-            std.over("sensor_id").alias("window_std"),
+            per_sensor(trailing("mean", window, needed), separated).alias("window_centre"),
+            per_sensor(trailing("std", window, needed), separated).alias("window_std"),
         )
         .with_columns(z.alias("score"))
-        .filter(pl.col("score").is_finite() & (pl.col("score").abs() >= low))
-        .select(
-            "sensor_id",
-            "observed_at",
-            pl.lit("rolling_zscore").alias("method"),
-            "value",
-            "score",
-            severity_of(pl.col("score").abs(), medium, high, critical).alias("severity"),
-            pl.lit(described).alias("window"),
-            pl.format(
-                "{} {} {} is {} standard deviations {} the mean {} {} of the previous {}",
-                "parameter",
-                number_text(pl.col("value")),
-                "unit",
-                pl.col("score").abs().round(1).cast(pl.String),
-                pl.when(pl.col("score") > 0).then(pl.lit("above")).otherwise(pl.lit("below")),
-                number_text(pl.col("window_mean")),
-                "unit",
-                pl.lit(described),
-            ).alias("explanation"),
-        )
-        .cast(ANOMALY_SCHEMA)
+    )
+    return zscore_rows(
+        scored, "rolling_zscore", thresholds, window_text(window), "standard deviations", "mean"
+    )
+
+
+def robust_zscore(
+    readings: pl.LazyFrame,
+    window: int | str | timedelta = ZSCORE_WINDOW,
+    thresholds: Thresholds = ZSCORE_THRESHOLDS,
+    noise_floor: NoiseFloor = 0.0,
+    min_samples: int | None = None,
+    separated: bool = False,
+    spread: str = "mad",
+) -> pl.LazyFrame:
+    """Readings whose robust z-score against the trailing window reaches thresholds[0].
+
+    z = (value - median) / max(1.4826 * MAD, noise floor), where the median is that of the
+    previous `window` readings (or stretch of time) and the MAD is the median, over the same
+    previous window, of each earlier reading's absolute distance from its own trailing median:
+    two rolling medians, no reading judged against itself, and a spike in the window moves
+    neither. On a quantised sensor sitting on one value the MAD is 0 and the noise floor of
+    the parameter takes over, so a one-step change scores a few floors, not infinity.
+    With `spread="iqr"` the deviation is the window's inter-quartile range / 1.349 instead
+    (three order statistics of the raw window, smoother on coarsely quantised sensors).
+    """
+    if spread not in ROBUST_SPREADS:
+        raise ValueError(f"unknown spread {spread!r}: use one of {', '.join(ROBUST_SPREADS)}")
+    needed = needed_samples(window, min_samples)
+    centre = trailing("median", window, needed)
+    if spread == "mad":
+        deviation = trailing("median", window, needed, (pl.col("value") - pl.col("window_centre")).abs())
+        deviation = deviation * MAD_TO_SIGMA
+    else:
+        deviation = (trailing("q75", window, needed) - trailing("q25", window, needed)) / IQR_TO_SIGMA
+    z = (pl.col("value") - pl.col("window_centre")) / pl.max_horizontal(
+        pl.col("window_spread"), floor_expr(noise_floor)
+    )
+    # Polars' rolling median is slow over nulls: drop the separating rows, window per sensor key.
+    frame, by = (
+        (readings.filter(pl.col("sensor_id").is_not_null()), "sensor_key")
+        if separated
+        else (readings.sort("sensor_id", "observed_at"), "sensor_id")
+    )
+    scored = (
+        frame.with_columns(centre.over(by).alias("window_centre"))
+        .filter(pl.col("window_centre").is_not_null())  # and no null reaches the second median
+        .with_columns(deviation.over(by).alias("window_spread"))
+        .with_columns(z.alias("score"))
+    )
+    return zscore_rows(
+        scored, "robust_zscore", thresholds, window_text(window), "robust standard deviations", "median"
     )
 
 
@@ -218,41 +275,193 @@ def limit_breaches(readings: pl.LazyFrame, limits: Mapping) -> pl.LazyFrame:
     )
 
 
+def usable_readings(
+    readings: pl.DataFrame, sensors: pl.DataFrame, limits: Mapping, gap: int = 0
+) -> pl.DataFrame:
+    """Readings that feed detectors in (sensor, time) order, each with its sensor's `parameter`,
+    `unit`, `noise_floor`, operational `limit_low` and `limit_high` (infinite when none) and
+    whether the statistical detectors `watch` it.
+
+    Failed or missing readings (QARTOD 4, 9) and readings with no finite value are left out;
+    suspect ones (3) stay. Sorted only when not in order already. With `gap`, each sensor's
+    rows are followed by `gap` null rows, so trailing windows can run over the whole column at
+    once (`separated`): one pass instead of one per sensor, and no hash of the sensor id.
+    """
+    usable = readings.select("sensor_id", "observed_at", "value", "qc_flag").filter(
+        ~is_excluded(pl.col("value"), pl.col("qc_flag"))
+    )
+    if not is_sensor_time_sorted(usable):
+        usable = usable.sort("sensor_id", "observed_at")
+    starts = usable.select(
+        (pl.col("sensor_id") != pl.col("sensor_id").shift(1)).fill_null(True).arg_true().alias("offset")
+    )
+    ends = starts["offset"].shift(-1, fill_value=usable.height)
+    floors, watched = noise_floors(limits), set(zscore_parameters(limits))
+    bounds = {
+        (p, side): limit
+        for p, side, limit in limits_frame(limits).select("parameter", "side", "limit").rows()
+    }
+    known = {
+        row["sensor_id"]: row
+        for row in sensors.select("sensor_id", "parameter", "unit").iter_rows(named=True)
+    }
+    parts = []
+    for offset, end in zip(starts["offset"], ends, strict=True):
+        part = usable.slice(offset, end - offset)
+        sensor = known.get(part["sensor_id"][0])
+        if sensor is None:
+            continue
+        parts.append(
+            part.with_columns(
+                sensor_key=pl.lit(len(parts), pl.Int32),
+                parameter=pl.lit(sensor["parameter"], pl.String),
+                unit=pl.lit(sensor["unit"], pl.String),
+                noise_floor=pl.lit(floors.get(sensor["parameter"], 0.0), pl.Float64),
+                watch=pl.lit(sensor["parameter"] in watched),
+                limit_low=pl.lit(bounds.get((sensor["parameter"], "low"), float("-inf")), pl.Float64),
+                limit_high=pl.lit(bounds.get((sensor["parameter"], "high"), float("inf")), pl.Float64),
+            )
+        )
+        if gap:
+            parts.append(parts[-1].clear(gap))
+    if not parts:
+        return usable.clear().with_columns(
+            sensor_key=pl.lit(None, pl.Int32),
+            parameter=pl.lit(None, pl.String),
+            unit=pl.lit(None, pl.String),
+            noise_floor=pl.lit(None, pl.Float64),
+            watch=pl.lit(None, pl.Boolean),
+            limit_low=pl.lit(None, pl.Float64),
+            limit_high=pl.lit(None, pl.Float64),
+        )
+    return pl.concat(parts, rechunk=True)
+
+
+def detector_lookback(config: Mapping | None = None) -> tuple[int, int]:
+    """What the enabled detectors need before the first reading they judge: the longest chain of
+    trailing windows in readings, and the days of the pattern break's profile."""
+    config = load_detector_config() if config is None else config
+    enabled = [spec for spec in config.values() if spec.get("enabled", True)]
+    readings = max(
+        (s["window"] + s.get("history", 0) for s in enabled if isinstance(s.get("window"), int)),
+        default=ZSCORE_WINDOW,
+    )
+    pattern = config.get("pattern_break", {})
+    days = int(pattern.get("days", 0)) if pattern.get("enabled", True) else 0
+    return readings, days
+
+
+def separation(config: Mapping) -> int:
+    """Null rows between sensors so no enabled detector's chain of windows reaches the next one;
+    0 when a window is a stretch of time (those windows need each sensor on its own)."""
+    spans = []
+    for spec in config.values():
+        if not spec.get("enabled", True) or "window" not in spec:
+            continue
+        if not isinstance(spec["window"], int):
+            return 0
+        spans.append(2 * spec["window"] + spec.get("history", 0) + 1)
+    return max(spans, default=0)
+
+
+def statistical_detectors(
+    usable: pl.DataFrame, config: Mapping, timezone: str = "UTC", separated: bool = False
+) -> list[pl.LazyFrame]:
+    """The enabled per-sensor statistical detectors over usable readings, as lazy frames."""
+    watched = usable.lazy().filter(pl.col("watch") | pl.col("sensor_id").is_null())
+    floor = pl.col("noise_floor")
+    enabled = {name: spec for name, spec in config.items() if spec.get("enabled", True)}
+    plans = []
+    for name, detector in (("rolling_zscore", rolling_zscore), ("robust_zscore", robust_zscore)):
+        if name in enabled:
+            spec = enabled[name]
+            extra = {"spread": spec.get("spread", "mad")} if name == "robust_zscore" else {}
+            plans.append(
+                detector(watched, spec["window"], thresholds_of(spec), floor, separated=separated, **extra)
+            )
+    if "trend" in enabled:
+        spec = enabled["trend"]
+        trend = (spec["window"], spec["history"], thresholds_of(spec), floor, spec["alpha"], separated)
+        plans.append(trend_anomalies(watched, *trend))
+    if "volatility" in enabled:
+        spec = enabled["volatility"]
+        volatility = (
+            spec["window"],
+            spec["history"],
+            thresholds_of(spec),
+            floor,
+            spec["max_share"],
+            separated,
+        )
+        plans.append(volatility_anomalies(watched, *volatility))
+    if "pattern_break" in enabled:
+        spec = enabled["pattern_break"]
+        pattern = (spec["days"], thresholds_of(spec), floor, spec["bucket_minutes"], spec["min_days"])
+        plans.append(
+            pattern_breaks(watched, *pattern, spec["min_readings"], timezone=timezone, separated=separated)
+        )
+    return plans
+
+
+def combined_with(found: pl.DataFrame, sensors: pl.DataFrame, config: Mapping) -> pl.DataFrame:
+    """`found` and, when enabled, the combined detector's anomalies over it."""
+    spec = config.get("combined", {})
+    if not spec.get("enabled", True) or found.is_empty():
+        return found
+    agreeing = combined(
+        found,
+        sensors,
+        spec["bucket_minutes"],
+        spec["member_severity"],
+        spec["min_methods"],
+        spec["min_parameters"],
+        spec["raise_steps"],
+        spec.get("families"),
+    )
+    return pl.concat([found, agreeing.collect()])
+
+
 def find_anomalies(
     readings: pl.DataFrame,
     sensors: pl.DataFrame,
     start: datetime,
     end: datetime,
     limits: Mapping | None = None,
-    window: int | str | timedelta = ZSCORE_WINDOW,
-    thresholds: tuple[float, float, float, float] = ZSCORE_THRESHOLDS,
+    window: int | str | timedelta | None = None,
+    thresholds: Thresholds | None = None,
+    config: Mapping | None = None,
+    timezone: str = "UTC",
 ) -> pl.DataFrame:
     """Every detector over `readings` (the day plus its lookback); anomalies observed in
-    [start, end) with their `station_id`. Failed or missing readings (QARTOD 4, 9) and readings
-    with no finite value feed no detector; suspect ones (3) do."""
+    [start, end) with their `station_id`.
+
+    Failed or missing readings (QARTOD 4, 9) and readings with no finite value feed no detector;
+    suspect ones (3) do. `config` is detectors.yaml's content (default: the file); `window` and
+    `thresholds` override the rolling z-score's. `timezone` is the municipality's, for the
+    time-of-day buckets of the pattern break. The readings are sorted once and every detector
+    runs in one Polars query over them; the combined detector then reads their findings.
+    """
     limits = load_limits() if limits is None else limits
-    usable = (
-        readings.lazy()
-        .filter(~is_excluded(pl.col("value"), pl.col("qc_flag")))
-        .join(
-            sensors.lazy().select("sensor_id", "station_id", "parameter", "unit"),
-            on="sensor_id",
-            how="inner",
-        )
-    )
-    found = pl.concat(
-        [
-            rolling_zscore(
-                usable.filter(pl.col("parameter").is_in(zscore_parameters(limits))),
-                window,
-                thresholds,
-                noise_floors(limits),
+    config = dict(load_detector_config() if config is None else config)
+    if window is not None or thresholds is not None:
+        spec = dict(config.get("rolling_zscore", {"window": ZSCORE_WINDOW, "thresholds": ZSCORE_THRESHOLDS}))
+        spec.update({k: v for k, v in (("window", window), ("thresholds", thresholds)) if v is not None})
+        config["rolling_zscore"] = spec
+    gap = separation(config)
+    usable = usable_readings(readings, sensors, limits, gap)
+    plans = [
+        *statistical_detectors(usable, config, timezone, separated=gap > 0),
+        limit_breaches(
+            usable.lazy().filter(
+                (pl.col("value") < pl.col("limit_low")) | (pl.col("value") > pl.col("limit_high"))
             ),
-            limit_breaches(usable, limits),
-        ]
-    )
+            limits,
+        ),
+    ]
+    found = combined_with(pl.concat(pl.collect_all(plans)), sensors, config)
     return (
-        found.filter(pl.col("observed_at") >= start, pl.col("observed_at") < end)
+        found.lazy()
+        .filter(pl.col("observed_at") >= start, pl.col("observed_at") < end)
         .join(sensors.lazy().select("sensor_id", "station_id"), on="sensor_id", how="inner")
         .sort("sensor_id", "observed_at", "method")
         .collect()

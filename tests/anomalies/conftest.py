@@ -15,9 +15,7 @@ from tasks.models import IngestBatch, Municipality, Sensor, Station
 class Seeder:
     """Writes municipalities, sensors and readings the way ingestion leaves them."""
 
-    def municipality(
-        self, conn, municipality_id: str, timezone: str, sensors: dict[str, str]
-    ) -> int:
+    def municipality(self, conn, municipality_id: str, timezone: str, sensors: dict[str, str]) -> int:
         """A municipality with one station and `sensors` ({id: parameter}); returns a batch id."""
         from tasks.parameters import parameter
 
@@ -31,9 +29,7 @@ class Seeder:
             )
         )
         station = f"{municipality_id}-plant"
-        conn.execute(
-            insert(Station).values(id=station, municipality_id=municipality_id, name="Plant")
-        )
+        conn.execute(insert(Station).values(id=station, municipality_id=municipality_id, name="Plant"))
         for sensor_id, name in sensors.items():
             spec = parameter(name)
             conn.execute(
@@ -66,9 +62,7 @@ class Seeder:
         """Insert `sensor_id`, `observed_at`, `value` (and optional `qc_flag`) rows."""
         if "qc_flag" not in frame.columns:
             frame = frame.with_columns(qc_flag=pl.lit(1))
-        rows = frame.with_columns(
-            municipality_id=pl.lit(municipality_id), batch_id=pl.lit(batch_id)
-        )
+        rows = frame.with_columns(municipality_id=pl.lit(municipality_id), batch_id=pl.lit(batch_id))
         return bulk_insert(conn, "readings", rows, conflict_columns=["sensor_id", "observed_at"])
 
 

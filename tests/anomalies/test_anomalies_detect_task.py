@@ -18,8 +18,7 @@ select id, municipality_id, station_id, sensor_id, kind, severity, status, summa
 from incidents order by id
 """
 INCIDENT_TIMES = {
-    c: TIME
-    for c in ("first_observed_at", "last_observed_at", "opened_at", "updated_at", "resolved_at")
+    c: TIME for c in ("first_observed_at", "last_observed_at", "opened_at", "updated_at", "resolved_at")
 }
 ANOMALIES = """
 select id, municipality_id, station_id, sensor_id, observed_at, method, value, score, severity,
@@ -113,9 +112,7 @@ def test_a_burst_becomes_one_incident_resolved_by_the_end_of_the_day(database, s
     )
     with begin() as conn:
         audited = conn.execute(
-            select(AuditLog.action, func.count())
-            .group_by(AuditLog.action)
-            .order_by(AuditLog.action)
+            select(AuditLog.action, func.count()).group_by(AuditLog.action).order_by(AuditLog.action)
         ).all()
     assert [tuple(a) for a in audited] == [
         ("incident.opened", incidents.height),
@@ -160,9 +157,7 @@ def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced
     detect_anomalies.fn("riverton", DAY + timedelta(days=1))
 
     incidents = _table(INCIDENTS, INCIDENT_TIMES).filter(pl.col("kind") == "limit_breach")
-    assert after_first_day.select("severity", "status", "anomaly_count").rows() == [
-        ("HIGH", "open", 2)
-    ]
+    assert after_first_day.select("severity", "status", "anomaly_count").rows() == [("HIGH", "open", 2)]
     assert incidents.select(
         "id", "severity", "status", "anomaly_count", "first_observed_at", "last_observed_at"
     ).rows() == [
@@ -176,9 +171,7 @@ def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced
         )
     ]
     incident_id = incidents["id"][0]
-    assert [
-        e for e in _events() if e[1].endswith((f":{incident_id}", f":{incident_id}:CRITICAL"))
-    ] == [
+    assert [e for e in _events() if e[1].endswith((f":{incident_id}", f":{incident_id}:CRITICAL"))] == [
         ("incident.opened", f"incident.opened:{incident_id}"),
         ("incident.updated", f"incident.updated:{incident_id}:CRITICAL"),
         ("incident.resolved", f"incident.resolved:{incident_id}"),

@@ -46,8 +46,7 @@ def test_a_spike_is_found_with_its_severity_and_a_readable_explanation():
     assert spike["window"] == "60 readings"
     assert round(spike["score"], 1) == 218.2
     assert spike["explanation"] == (
-        "turbidity 2.41 NTU is 218.2 standard deviations above the mean 0.21 NTU "
-        "of the previous 60 readings"
+        "turbidity 2.41 NTU is 218.2 standard deviations above the mean 0.21 NTU of the previous 60 readings"
     )
 
 
@@ -143,8 +142,11 @@ def test_failed_readings_feed_no_detector_and_only_the_day_is_reported():
 
     found = find_anomalies(readings, sensors, day_start, T0 + timedelta(days=1), LIMITS)
 
+    # the 3.0 NTU reading breaches the limit and both z-scores: two method families agree
     assert found.select("observed_at", "method", "severity", "station_id").rows() == [
+        (T0 + timedelta(minutes=62), "combined", "CRITICAL", "st-1"),
         (T0 + timedelta(minutes=62), "limit_breach", "HIGH", "st-1"),
+        (T0 + timedelta(minutes=62), "robust_zscore", "CRITICAL", "st-1"),
         (T0 + timedelta(minutes=62), "rolling_zscore", "CRITICAL", "st-1"),
     ]
 

@@ -28,7 +28,7 @@ def flat_then_step(minutes: int = 40, step_at: int = 30) -> LabelledReadings:
     return LabelledReadings(frame, {"pH": "ph", "Tp": "temperature"})
 
 
-@pytest.mark.parametrize("statistic", ["mean", "median"])
+@pytest.mark.parametrize("statistic", ["mean", "median", "median_mad"])
 def test_a_step_on_a_flat_sensor_scores_its_size_over_the_noise_floor(statistic):
     z = kth_largest(flat_then_step(), 60, statistic, [1, 2])
     at_step = z.row(30, named=True)
@@ -37,7 +37,7 @@ def test_a_step_on_a_flat_sensor_scores_its_size_over_the_noise_floor(statistic)
     assert z["z_1"][:10].is_null().all()  # fewer than 10 earlier readings in the window
 
 
-@pytest.mark.parametrize("statistic", ["mean", "median"])
+@pytest.mark.parametrize("statistic", ["mean", "median", "median_mad"])
 def test_scores_use_only_earlier_readings(statistic, tmp_path):
     readings = read_labelled(write_labelled(tmp_path / "f.csv", labelled_frame(days=3)))
     cut = readings.frame.height // 2

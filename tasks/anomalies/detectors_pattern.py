@@ -1,0 +1,151 @@
+"""Pattern breaks: a sensor leaving its usual daily profile, e.g. a daily peak that does not come.
+
+For each sensor and time-of-day bucket (local time), the profile is the median of that bucket's
+mean over the previous `days` days, with the spread of those daily means (1.4826 x their MAD)
+and the typical spread of readings inside the bucket. A reading is judged by the mean of its
+bucket so far today (itself and the earlier readings of the same bucket): causal, and steadier
+than one reading, so a single spike is left to the z-score.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from tasks.anomalies.detectors_base import (
+    MAD_TO_SIGMA,
+    SLOW_THRESHOLDS,
+    NoiseFloor,
+    Thresholds,
+    anomaly_rows,
+    direction,
+    floor_expr,
+    number_text,
+    per_sensor,
+    severity_of,
+    sorted_readings,
+)
+
+PATTERN_DAYS = 7  # previous days in the profile
+PATTERN_MIN_DAYS = 3  # fewer earlier days with the bucket: no profile
+BUCKET_MINUTES = 60  # the time-of-day bucket
+MIN_READINGS = 3  # readings of today's bucket before it is judged
+
+
+def daily_profile(runs: pl.LazyFrame, days: int, min_days: int) -> pl.LazyFrame:
+    """Per run (one sensor, day and bucket): the median, spread and typical in-bucket deviation of
+    the same sensor and bucket on the previous `days` days that have readings in it."""
+    by = ("sensor_id", "bucket")
+    earlier_means = pl.concat_list([pl.col("bucket_mean").shift(k).over(*by) for k in range(1, days + 1)])
+    earlier_stds = pl.concat_list([pl.col("bucket_std").shift(k).over(*by) for k in range(1, days + 1)])
+    return (
+        runs.sort("sensor_id", "bucket", "day")
+        .with_columns(
+            earlier_means.list.drop_nulls().alias("earlier"),
+            earlier_stds.list.drop_nulls().list.median().alias("within_std"),
+        )
+        .with_columns(
+            pl.col("earlier").list.len().alias("profile_days"),
+            pl.col("earlier").list.median().alias("profile"),
+        )
+        .with_columns(
+            (pl.col("earlier") - pl.col("profile")).list.eval(pl.element().abs()).list.median().alias("mad"),
+        )
+        .filter(pl.col("profile_days") >= min_days)
+        .select(
+            "run",
+            "profile",
+            "profile_days",
+            (pl.col("mad") * MAD_TO_SIGMA).alias("between_std"),
+            pl.col("within_std").fill_null(0.0),
+        )
+    )
+
+
+def pattern_breaks(
+    readings: pl.LazyFrame,
+    days: int = PATTERN_DAYS,
+    thresholds: Thresholds = SLOW_THRESHOLDS,
+    noise_floor: NoiseFloor = 0.0,
+    bucket_minutes: int = BUCKET_MINUTES,
+    min_days: int = PATTERN_MIN_DAYS,
+    min_readings: int = MIN_READINGS,
+    timezone: str = "UTC",
+    separated: bool = False,
+) -> pl.LazyFrame:
+    """Readings whose bucket-so-far mean departs from the usual daily profile of their sensor.
+
+    z = (mean of today's bucket so far - profile) / max(sqrt(between² + within² / n), floor):
+    between is the spread of the bucket's daily means over the previous `days` days, within the
+    median standard deviation inside the bucket on those days, n the readings so far, floor the
+    parameter's noise floor. Judged from the `min_readings`-th reading of the bucket, with at
+    least `min_days` earlier days in the profile. Buckets are `bucket_minutes` of local time in
+    `timezone`, so a municipality's daily rhythm keeps its clock through daylight saving.
+    """
+    local = pl.col("observed_at")
+    if timezone != "UTC":
+        local = local.dt.convert_time_zone(timezone)
+    sensor, day, bucket = pl.col("sensor_id"), pl.col("day"), pl.col("bucket")
+    starts = ((sensor != sensor.shift(1)) | (day != day.shift(1)) | (bucket != bucket.shift(1))).fill_null(
+        True
+    )
+    frame = (
+        sorted_readings(readings, separated)
+        .filter(pl.col("sensor_id").is_not_null())
+        .with_columns(
+            local.dt.date().alias("day"),
+            ((local.dt.hour().cast(pl.Int32) * 60 + local.dt.minute()) // bucket_minutes).alias("bucket"),
+        )
+        .with_columns(starts.alias("starts"), pl.int_range(pl.len()).alias("row"))
+        .with_columns(
+            (pl.col("starts").cum_sum() - 1).alias("run"),
+            per_sensor(pl.col("value").cum_sum(), separated).alias("cumulative"),
+        )
+    )
+    runs = frame.group_by("run").agg(
+        pl.col("sensor_id").first(),
+        pl.col("day").first(),
+        pl.col("bucket").first(),
+        pl.col("value").mean().alias("bucket_mean"),
+        pl.col("value").std().alias("bucket_std"),
+    )
+    start = pl.when("starts")
+    so_far = pl.col("row") - start.then(pl.col("row")).forward_fill() + 1
+    total = pl.col("cumulative") - start.then(pl.col("cumulative") - pl.col("value")).forward_fill()
+    scale = (pl.col("between_std").pow(2) + pl.col("within_std").pow(2) / pl.col("so_far")).sqrt()
+    scored = (
+        frame.with_columns(so_far.alias("so_far"), total.alias("total"))
+        .filter(pl.col("so_far") >= min_readings)
+        .join(daily_profile(runs, days, min_days), on="run", how="inner")
+        .with_columns((pl.col("total") / pl.col("so_far")).alias("bucket_so_far"))
+        .with_columns(
+            (
+                (pl.col("bucket_so_far") - pl.col("profile"))
+                / pl.max_horizontal(scale, floor_expr(noise_floor))
+            ).alias("score")
+        )
+    )
+    low, medium, high, critical = thresholds
+    first_minute = pl.col("bucket") * bucket_minutes
+    clock = pl.time(first_minute // 60, first_minute % 60).dt.strftime("%H:%M")
+    explanation = pl.format(
+        "{} averaged {} {} over {} readings since {} local, {} deviations {} its usual {} {} at that time "
+        "of day over the previous {} days",
+        "parameter",
+        number_text(pl.col("bucket_so_far")),
+        "unit",
+        pl.col("so_far"),
+        clock,
+        pl.col("score").abs().round(1).cast(pl.String),
+        direction(pl.col("score")),
+        number_text(pl.col("profile")),
+        "unit",
+        pl.col("profile_days"),
+    )
+    found = scored.filter(pl.col("score").is_finite() & (pl.col("score").abs() >= low))
+    return anomaly_rows(
+        found,
+        "pattern_break",
+        severity_of(pl.col("score").abs(), medium, high, critical),
+        f"{bucket_minutes} min of day, previous {days} days",
+        explanation,
+    )
