@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import polars as pl
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, case, insert, update
 
 from tasks.analytics.readings import UTC_TIME, db_value
 from tasks.anomalies.incidents import (
     ANOMALY_ROW_SCHEMA,
+    DEFAULT_KIND,
+    INCIDENT_KINDS,
     INCIDENT_SCHEMA,
     QUIET_PERIOD,
     incident_figures,
@@ -169,7 +171,11 @@ def assign_anomalies(conn: Connection, municipality_id: str, plan: pl.DataFrame)
         .where(
             table.c.municipality_id == municipality_id,
             table.c.sensor_id == bindparam("b_sensor_id"),
-            table.c.method == bindparam("b_kind"),
+            case(
+                *((table.c.method == method, kind) for method, kind in INCIDENT_KINDS.items()),
+                else_=DEFAULT_KIND,
+            )
+            == bindparam("b_kind"),
             table.c.incident_id.is_(None),
             table.c.observed_at >= bindparam("b_first"),
             table.c.observed_at <= bindparam("b_last"),
@@ -199,9 +205,7 @@ def refresh_incidents(
     `incident.updated` when an incident's severity rose. Returns how many rose."""
     if before.is_empty():
         return 0
-    figures = incident_figures(
-        read_incident_anomalies(conn, municipality_id, before["id"].to_list())
-    )
+    figures = incident_figures(read_incident_anomalies(conn, municipality_id, before["id"].to_list()))
     after = with_summaries(
         before.select(
             "id",
@@ -259,9 +263,7 @@ def resolve_quiet_incidents(
     """Resolve the open incidents whose last anomaly is before `quiet_since` (the end of the day
     less the quiet period); `resolved_at` is when the quiet period ran out. Records
     `incident.resolved` and an audit entry for each; returns how many were resolved."""
-    quiet = read_open_incidents(conn, municipality_id).filter(
-        pl.col("last_observed_at") < quiet_since
-    )
+    quiet = read_open_incidents(conn, municipality_id).filter(pl.col("last_observed_at") < quiet_since)
     if quiet.is_empty():
         return 0
     now = now or utcnow()
@@ -277,9 +279,7 @@ def resolve_quiet_incidents(
             resolved_at=bindparam("b_resolved_at"),
             updated_at=now,
         ),
-        quiet.select(
-            pl.col("id").alias("b_id"), pl.col("resolved_at").alias("b_resolved_at")
-        ).to_dicts(),
+        quiet.select(pl.col("id").alias("b_id"), pl.col("resolved_at").alias("b_resolved_at")).to_dicts(),
     )
     for row in quiet.to_dicts():
         data = {**event_data(municipality_id, row), "resolved_at": row["resolved_at"].isoformat()}

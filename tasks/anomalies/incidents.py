@@ -1,5 +1,10 @@
 """Incidents: new anomalies of one sensor and kind, grouped until a quiet period passes.
 
+The kind is what an operator acts on, not the method that noticed it: every statistical or
+learned detector's finding on a sensor (z-scores, trend, volatility, pattern break, combined,
+learned) is one `anomaly` incident, so one water-quality event opens one incident per sensor
+rather than one per method; an operational limit breach is its own `limit_breach` incident.
+
 Plain functions over frames; `tasks.anomalies.incident_store` writes what they decide.
 """
 
@@ -20,7 +25,15 @@ QUIET_PERIOD = timedelta(minutes=60)
 # sensor-day instead of 2.2, catching the same labelled events.
 OPEN_AT = "HIGH"
 
-KIND_LABELS = {"rolling_zscore": "rolling z-score", "limit_breach": "limit-breach"}
+# The incident kind of each anomaly method; every method not named here is an `anomaly`.
+INCIDENT_KINDS = {"limit_breach": "limit_breach"}
+DEFAULT_KIND = "anomaly"
+KIND_LABELS = {"limit_breach": "limit-breach"}
+
+
+def incident_kind(method: pl.Expr) -> pl.Expr:
+    """The incident kind of an anomaly method."""
+    return method.replace_strict(INCIDENT_KINDS, default=DEFAULT_KIND, return_dtype=pl.String)
 
 INCIDENT_SCHEMA = {
     "id": pl.Int64,
@@ -57,7 +70,7 @@ def plan_incidents(
     quiet_period: timedelta = QUIET_PERIOD,
     open_at: str = OPEN_AT,
 ) -> pl.DataFrame:
-    """Group new anomalies per sensor and kind (method) into runs with gaps of at most
+    """Group new anomalies per sensor and kind (`incident_kind` of the method) into runs with gaps of at most
     `quiet_period`, and say which open incident each run joins (null: open a new one).
 
     A run joins an open incident of the same sensor and kind when it begins no later than the
@@ -67,26 +80,22 @@ def plan_incidents(
     One row per run: `sensor_id`, `station_id`, `kind`, `incident_id`, `first_observed_at`,
     `last_observed_at`, `anomaly_count`, `severity` (the worst) and `worst_explanation`.
     """
-    gap = pl.col("observed_at").diff().over("sensor_id", "method")
+    gap = pl.col("observed_at").diff().over("sensor_id", "kind")
     runs = (
-        anomalies.sort("sensor_id", "method", "observed_at")
-        .with_columns(
-            severity_rank().alias("rank"), (gap.is_null() | (gap > quiet_period)).alias("starts")
-        )
+        anomalies.with_columns(incident_kind(pl.col("method")).alias("kind"))
+        .sort("sensor_id", "kind", "observed_at")
+        .with_columns(severity_rank().alias("rank"), (gap.is_null() | (gap > quiet_period)).alias("starts"))
         .with_columns(pl.col("starts").cum_sum().alias("run"))
         .group_by("run")
         .agg(
             pl.col("sensor_id").first(),
             pl.col("station_id").first(),
-            pl.col("method").first().alias("kind"),
+            pl.col("kind").first(),
             pl.col("observed_at").min().alias("first_observed_at"),
             pl.col("observed_at").max().alias("last_observed_at"),
             pl.len().cast(pl.Int64).alias("anomaly_count"),
             pl.col("rank").max().alias("rank"),
-            pl.col("explanation")
-            .sort_by("rank", pl.col("score").abs())
-            .last()
-            .alias("worst_explanation"),
+            pl.col("explanation").sort_by("rank", pl.col("score").abs()).last().alias("worst_explanation"),
         )
     )
     joins = (
@@ -143,10 +152,7 @@ def incident_figures(anomalies: pl.DataFrame) -> pl.DataFrame:
             pl.col("observed_at").max().alias("last_observed_at"),
             pl.len().cast(pl.Int64).alias("anomaly_count"),
             pl.col("severity").sort_by("rank").last(),
-            pl.col("explanation")
-            .sort_by("rank", pl.col("score").abs())
-            .last()
-            .alias("worst_explanation"),
+            pl.col("explanation").sort_by("rank", pl.col("score").abs()).last().alias("worst_explanation"),
         )
     )
 
@@ -157,16 +163,12 @@ def with_summaries(incidents: pl.DataFrame, sensors: pl.DataFrame, tz: str) -> p
     def local(column: str) -> pl.Expr:
         return pl.col(column).dt.convert_time_zone(tz).dt.strftime("%Y-%m-%d %H:%M %Z")
 
-    return incidents.join(
-        sensors.select("sensor_id", "parameter"), on="sensor_id", how="left"
-    ).with_columns(
+    return incidents.join(sensors.select("sensor_id", "parameter"), on="sensor_id", how="left").with_columns(
         pl.format(
             "{} {} {} on {} sensor {} from {} to {}; worst ({}): {}",
             "anomaly_count",
             pl.col("kind").replace(KIND_LABELS),
-            pl.when(pl.col("anomaly_count") == 1)
-            .then(pl.lit("anomaly"))
-            .otherwise(pl.lit("anomalies")),
+            pl.when(pl.col("anomaly_count") == 1).then(pl.lit("anomaly")).otherwise(pl.lit("anomalies")),
             pl.col("parameter").fill_null("unknown"),
             "sensor_id",
             local("first_observed_at"),

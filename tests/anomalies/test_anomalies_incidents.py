@@ -54,6 +54,7 @@ def test_runs_are_per_sensor_and_kind_and_keep_the_worst_explanation():
             ("turb-1", "rolling_zscore", 0, "LOW"),
             ("turb-1", "rolling_zscore", 5, "CRITICAL"),
             ("turb-1", "rolling_zscore", 9, "MEDIUM"),
+            ("turb-1", "trend", 7, "MEDIUM"),
             ("turb-1", "limit_breach", 5, "HIGH"),
             ("ph-1", "rolling_zscore", 5, "LOW"),
         ]
@@ -61,12 +62,11 @@ def test_runs_are_per_sensor_and_kind_and_keep_the_worst_explanation():
 
     plan = plan_incidents(anomalies, NO_INCIDENTS, open_at="LOW")
 
-    assert plan.select(
-        "sensor_id", "kind", "anomaly_count", "severity", "worst_explanation"
-    ).rows() == [
-        ("ph-1", "rolling_zscore", 1, "LOW", "ph-1 at minute 5 (LOW)"),
+    # every statistical method on one sensor is one `anomaly` run; a limit breach is its own
+    assert plan.select("sensor_id", "kind", "anomaly_count", "severity", "worst_explanation").rows() == [
+        ("ph-1", "anomaly", 1, "LOW", "ph-1 at minute 5 (LOW)"),
+        ("turb-1", "anomaly", 4, "CRITICAL", "turb-1 at minute 5 (CRITICAL)"),
         ("turb-1", "limit_breach", 1, "HIGH", "turb-1 at minute 5 (HIGH)"),
-        ("turb-1", "rolling_zscore", 3, "CRITICAL", "turb-1 at minute 5 (CRITICAL)"),
     ]
 
 
@@ -77,7 +77,7 @@ def test_a_run_within_the_quiet_period_joins_the_open_incident_whatever_its_seve
                 41,
                 "st-1",
                 "turb-1",
-                "rolling_zscore",
+                "anomaly",
                 "LOW",
                 "open",
                 "...",
@@ -101,15 +101,13 @@ def test_a_run_within_the_quiet_period_joins_the_open_incident_whatever_its_seve
         schema=INCIDENT_SCHEMA,
         orient="row",
     )
-    anomalies = _anomalies(
-        [("turb-1", "rolling_zscore", 10, "LOW"), ("turb-1", "limit_breach", 10, "HIGH")]
-    )
+    anomalies = _anomalies([("turb-1", "volatility", 10, "LOW"), ("turb-1", "limit_breach", 10, "HIGH")])
 
     plan = plan_incidents(anomalies, open_incidents, timedelta(minutes=60))
 
     assert plan.select("kind", "incident_id").rows() == [
+        ("anomaly", 41),
         ("limit_breach", None),  # 100 minutes after that incident's last anomaly
-        ("rolling_zscore", 41),
     ]
 
 

@@ -75,11 +75,14 @@ def test_an_active_model_adds_learned_anomalies_and_incidents_at_night(database,
     )
     assert inside.height >= 0.8 * times.height
     with begin() as conn:
-        kinds = conn.execute(
-            select(Incident.kind, Incident.station_id).where(Incident.kind == "learned")
+        holding = conn.execute(
+            select(Incident.kind, Incident.station_id).where(
+                Incident.id.in_({a.incident_id for a in learned})
+            )
         ).all()
-    assert kinds and {k.station_id for k in kinds} == {station}
+    # learned alarms join their sensor's `anomaly` incidents, as every statistical finding does
     assert {a.incident_id is not None for a in learned} == {True}
+    assert {(k.kind, k.station_id) for k in holding} == {("anomaly", station)}
 
     # the same day again: nothing new, and a model whose bytes changed is skipped with an error
     with begin() as conn:
