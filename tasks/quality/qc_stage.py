@@ -9,11 +9,16 @@ readings are written: `readings.qc_flag` (the worst test, which every later stag
 Sensors are judged in chunks of whole sensors, so memory stays bounded however large the day.
 Rerunning a day (`waterline run nightly --day`) judges it again: same data and configuration,
 same flags, nothing rewritten; a changed `qc.yaml` gives a new run that the readings then point to.
+
+Readings that arrive late, or are revised, after their day was flagged wait with flag 2 (not
+evaluated): each night also judges again every one of the `LATE_DAYS` days before that holds
+such a reading, before the aggregates refresh the buckets those readings made stale.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -45,6 +50,7 @@ from tasks.quality.qc_store import (
     COUNT_COLUMNS,
     apply_flags,
     count_sensor_readings,
+    count_unjudged_readings,
     flag_counts,
     record_run,
     refresh_run,
@@ -53,6 +59,7 @@ from tasks.quality.qc_store import (
 )
 from tasks.stages import stage
 
+LATE_DAYS = 7  # days before the night's day judged again when late or revised readings wait there
 QC_CHUNK_READINGS = 500_000  # day readings judged at once: whole sensors, about this many
 # Without a gap test a neighbour may be any distance away; QC looks this far for one.
 NEIGHBOUR_REACH = timedelta(hours=1)
@@ -187,44 +194,92 @@ def _publish_table(municipality_id: str, day: date, rows: list[dict], config: Qc
     )
 
 
+@dataclass
+class DayFlags:
+    """What judging one day found and wrote."""
+
+    day: date
+    flags: pl.DataFrame  # FLAG_TALLY_SCHEMA
+    tests: pl.DataFrame  # TEST_TALLY_SCHEMA
+    updated: int
+    written: int
+    chunks: int
+
+
+def flag_day(
+    conn: Connection,
+    municipality_id: str,
+    day: date,
+    tz: str,
+    sensors: pl.DataFrame,
+    config: QcConfig,
+    chunk_readings: int = QC_CHUNK_READINGS,
+) -> DayFlags:
+    """Judge and store the flags of one local day's readings, in chunks of whole sensors."""
+    start, end = local_day_bounds(day, tz)
+    reach = qc_reach(sensors, config)
+    batches = sensor_batches(count_sensor_readings(conn, municipality_id, start, end), chunk_readings)
+    start_staging(conn)
+    flag_tallies, test_tallies = [], []
+    for sensor_ids in batches:
+        readings = read_qc_readings(conn, municipality_id, reach, sensor_ids, start, end)
+        flagged = in_period(qc_flags(readings, sensors, config), start, end)
+        stage_flags(conn, flagged)
+        flag_tallies.append(tally_flags(flagged, sensors))
+        test_tallies.append(tally_tests(flagged))
+    flags = pl.concat([pl.DataFrame(schema=FLAG_TALLY_SCHEMA), *flag_tallies])
+    tests = pl.concat([pl.DataFrame(schema=TEST_TALLY_SCHEMA), *test_tallies])
+    counts, per_test = flag_counts(flags), count_by_test(tests)
+    run_id = record_run(conn, municipality_id, day, start, end, config, counts, per_test)
+    updated, written = apply_flags(conn, municipality_id, run_id)
+    refresh_run(conn, run_id, counts, per_test, flags_changed=bool(updated or written))
+    return DayFlags(day, flags, tests, updated, written, len(batches))
+
+
+def late_days(
+    conn: Connection, municipality_id: str, day: date, tz: str, days: int = LATE_DAYS
+) -> list[date]:
+    """The `days` local days before `day` that hold readings QC has not judged, oldest first."""
+    earlier = [day - timedelta(days=k) for k in range(days, 0, -1)]
+    return [d for d in earlier if count_unjudged_readings(conn, municipality_id, *local_day_bounds(d, tz))]
+
+
 @task(
     name="flag_readings",
     task_run_name="flag-readings-{municipality_id}-{day}",
     retries=2,
     retry_delay_seconds=10,
 )
-def flag_readings(municipality_id: str, day: date, chunk_readings: int = QC_CHUNK_READINGS) -> dict:
-    """Judge one municipality's readings of one day with the QARTOD tests; store each flag and why."""
+def flag_readings(
+    municipality_id: str, day: date, chunk_readings: int = QC_CHUNK_READINGS, late: int = LATE_DAYS
+) -> dict:
+    """Judge one municipality's readings of one day with the QARTOD tests, and again each of the
+    `late` days before that holds late or revised readings; store each flag and why. The figures
+    are the day's; `late_*` counts the earlier days judged again."""
     config = load_qc_config()
     with stage("flag_readings", municipality_id) as result, begin() as conn:
         lock_municipality(conn, municipality_id)
         tz = municipality_timezone(conn, municipality_id)
-        start, end = local_day_bounds(day, tz)
         sensors = read_municipality_sensors(conn, municipality_id)
-        reach = qc_reach(sensors, config)
-        batches = sensor_batches(count_sensor_readings(conn, municipality_id, start, end), chunk_readings)
-        start_staging(conn)
-        flag_tallies, test_tallies = [], []
-        for sensor_ids in batches:
-            readings = read_qc_readings(conn, municipality_id, reach, sensor_ids, start, end)
-            flagged = in_period(qc_flags(readings, sensors, config), start, end)
-            stage_flags(conn, flagged)
-            flag_tallies.append(tally_flags(flagged, sensors))
-            test_tallies.append(tally_tests(flagged))
-        flags = pl.concat([pl.DataFrame(schema=FLAG_TALLY_SCHEMA), *flag_tallies])
-        tests = pl.concat([pl.DataFrame(schema=TEST_TALLY_SCHEMA), *test_tallies])
-        counts, per_test = flag_counts(flags), count_by_test(tests)
-        run_id = record_run(conn, municipality_id, day, start, end, config, counts, per_test)
-        updated, written = apply_flags(conn, municipality_id, run_id)
-        refresh_run(conn, run_id, counts, per_test, flags_changed=bool(updated or written))
+        earlier = [
+            flag_day(conn, municipality_id, d, tz, sensors, config, chunk_readings)
+            for d in late_days(conn, municipality_id, day, tz, late)
+        ]
+        judged = flag_day(conn, municipality_id, day, tz, sensors, config, chunk_readings)
+        flags, per_test = judged.flags, count_by_test(judged.tests)
+        counts = flag_counts(flags)
         table = parameter_table(flags)
         result.rows = counts["count_readings"]
         result.details = {
             **{f"readings_{FLAG_NAMES[flag]}": counts[name] for flag, name in COUNT_COLUMNS.items()},
             "readings_excluded": counts["count_fail"] + counts["count_missing"],
-            "readings_flag_changed": updated,
-            "readings_qc_written": written,
-            "sensor_chunks": len(batches),
+            "readings_flag_changed": judged.updated,
+            "readings_qc_written": judged.written,
+            "late_days_judged": len(earlier),
+            "late_days": [e.day.isoformat() for e in earlier],
+            "late_readings_judged": sum(int(e.flags["len"].sum()) for e in earlier),
+            "late_flag_changed": sum(e.updated for e in earlier),
+            "sensor_chunks": judged.chunks,
             "config_version": config.version,
             "fail_by_test": {name: flags_.get(str(FAIL), 0) for name, flags_ in per_test.items()},
             "suspect_by_test": {name: flags_.get(str(SUSPECT), 0) for name, flags_ in per_test.items()},

@@ -39,6 +39,12 @@ def count_sensor_readings(
     return read_frame(conn, load_sql("count_sensor_readings"), params, schema)
 
 
+def count_unjudged_readings(conn: Connection, municipality_id: str, start: datetime, end: datetime) -> int:
+    """How many of one municipality's readings in [start, end) QC has not judged (flag 2)."""
+    params = {"municipality_id": municipality_id, "start": db_value(conn, start), "end": db_value(conn, end)}
+    return int(run_sql(conn, "count_unjudged_readings", params).scalar_one())
+
+
 def start_staging(conn: Connection) -> None:
     """An empty temporary table `qc_incoming` on this connection."""
     run_sql(conn, "drop_qc_incoming")

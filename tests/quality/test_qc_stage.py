@@ -5,12 +5,12 @@ from datetime import date, datetime, timedelta
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from tasks.analytics import compute_aggregates
 from tasks.calendar import local_day_bounds
 from tasks.database import begin, bulk_insert, read_frame
-from tasks.models import IngestBatch, Municipality, Sensor, Station
+from tasks.models import IngestBatch, Municipality, Reading, Sensor, Station
 from tasks.quality import flag_readings
 from tasks.quality.qc import load_qc_config
 
@@ -158,7 +158,7 @@ def _flags(sensor_id: str, flag: int, frame: pl.DataFrame | None = None) -> list
 
 
 def test_a_faulty_day_gets_its_flags_stored_with_each_test_and_the_run(towns):
-    result = flag_readings.fn("riverton", DAY)
+    result = flag_readings.fn("riverton", DAY, late=0)
 
     readings = _read(READINGS).filter(pl.col("sensor_id").is_in(SENSORS))
     day = readings.filter(pl.col("observed_at").is_between(START, END, closed="left"))
@@ -232,10 +232,10 @@ def test_a_faulty_day_gets_its_flags_stored_with_each_test_and_the_run(towns):
 
 
 def test_a_rerun_gives_the_same_flags_and_writes_nothing(towns):
-    first = flag_readings.fn("riverton", DAY, chunk_readings=1000)  # one sensor at a time
+    first = flag_readings.fn("riverton", DAY, chunk_readings=1000, late=0)  # one sensor at a time
     stored = [_read(READINGS), _read(READINGS_QC), _read(QC_RUNS)]
 
-    again = flag_readings.fn("riverton", DAY)  # all sensors at once
+    again = flag_readings.fn("riverton", DAY, late=0)  # all sensors at once
 
     assert first["details"]["sensor_chunks"] == 4 and again["details"]["sensor_chunks"] == 1
     assert (
@@ -251,7 +251,7 @@ def test_a_rerun_gives_the_same_flags_and_writes_nothing(towns):
 
 
 def test_a_changed_configuration_is_a_new_run_that_the_flags_point_to(towns, monkeypatch):
-    flag_readings.fn("riverton", DAY)
+    flag_readings.fn("riverton", DAY, late=0)
     config = load_qc_config()
     lenient = config.model_copy(
         update={
@@ -261,7 +261,7 @@ def test_a_changed_configuration_is_a_new_run_that_the_flags_point_to(towns, mon
     )
     monkeypatch.setattr("tasks.quality.qc_stage.load_qc_config", lambda: lenient)
 
-    flag_readings.fn("riverton", DAY)
+    flag_readings.fn("riverton", DAY, late=0)
 
     runs = _read(QC_RUNS)
     assert runs["config_version"].to_list() == [config.version, "lenient-1"]
@@ -274,14 +274,14 @@ def test_a_changed_configuration_is_a_new_run_that_the_flags_point_to(towns, mon
 
 
 def test_another_municipality_is_untouched(towns):
-    flag_readings.fn("riverton", DAY)
+    flag_readings.fn("riverton", DAY, late=0)
 
     readings = _read(READINGS)
     assert readings.filter(pl.col("sensor_id") == "ld-ph")["qc_flag"].unique().to_list() == [2]
     assert _read(READINGS_QC).filter(pl.col("sensor_id") == "ld-ph").height == 0
     assert _read(QC_RUNS)["municipality_id"].to_list() == ["riverton"]
 
-    result = flag_readings.fn("lindenfeld", DAY)
+    result = flag_readings.fn("lindenfeld", DAY, late=0)
 
     chicago_start, chicago_end = local_day_bounds(DAY, "America/Chicago")
     ld = _read(READINGS).filter(pl.col("sensor_id") == "ld-ph")
@@ -296,7 +296,7 @@ def test_another_municipality_is_untouched(towns):
 
 
 def test_failed_readings_are_excluded_and_counted_by_the_aggregates(towns):
-    flag_readings.fn("riverton", DAY)
+    flag_readings.fn("riverton", DAY, late=0)
 
     result = compute_aggregates.fn("riverton", DAY)
 
@@ -339,7 +339,7 @@ def test_qc_show_explains_a_flag_with_each_test_its_settings_and_the_run(towns):
     assert "Not judged by QC yet (flag 2)" in before.output
     assert "waterline run nightly --day 2026-03-10" in before.output
 
-    flag_readings.fn("riverton", DAY)
+    flag_readings.fn("riverton", DAY, late=0)
     config = load_qc_config()
     with begin() as conn:
         from tasks.quality.qc_explain import explain_reading
@@ -377,7 +377,7 @@ def test_qc_show_explains_a_flag_with_each_test_its_settings_and_the_run(towns):
 
 
 def test_a_day_without_readings_records_an_empty_run(towns):
-    result = flag_readings.fn("riverton", DAY + timedelta(days=5))
+    result = flag_readings.fn("riverton", DAY + timedelta(days=5), late=0)
 
     assert (result["rows"], result["details"]["readings_excluded"], result["details"]["sensor_chunks"]) == (
         0,
@@ -386,3 +386,31 @@ def test_a_day_without_readings_records_an_empty_run(towns):
     )
     assert _read(QC_RUNS).select("count_readings", "count_fail").rows() == [(0, 0)]
     assert _read(READINGS_QC).height == 0
+
+
+def test_late_and_revised_readings_of_earlier_days_are_judged_the_next_night(towns):
+    day_before = DAY - timedelta(days=1)
+    night = flag_readings.fn("riverton", DAY + timedelta(days=1))  # no reading that day
+
+    # the evening before DAY and DAY itself waited unjudged: both are judged, oldest first
+    assert night["details"]["late_days"] == [day_before.isoformat(), DAY.isoformat()]
+    riverton = _read(READINGS).filter(pl.col("sensor_id").is_in(SENSORS))
+    assert 2 not in riverton["qc_flag"].unique().to_list()
+    stuck_since_evening = riverton.filter(pl.col("sensor_id") == "rv-ph-4", pl.col("observed_at") >= START)
+    assert 4 in stuck_since_evening["qc_flag"].to_list()  # judged with its lookback, as on its own night
+
+    assert flag_readings.fn("riverton", DAY + timedelta(days=1))["details"]["late_days_judged"] == 0
+
+    # a revision (the ingest sets the new value's flag back to 2) is judged again the next night
+    with begin() as conn:
+        revised = conn.execute(
+            update(Reading)
+            .where(Reading.sensor_id == "rv-ph-1", Reading.observed_at == _at(10))
+            .values(value=7.2, qc_flag=2)
+        )
+        assert revised.rowcount == 1
+    again = flag_readings.fn("riverton", DAY + timedelta(days=2))
+    assert again["details"]["late_days"] == [DAY.isoformat()]
+    assert again["details"]["late_flag_changed"] >= 1  # the spike is gone: that reading is good now
+    spike = _read(READINGS).filter(pl.col("sensor_id") == "rv-ph-1", pl.col("observed_at") == _at(10))
+    assert spike["qc_flag"].to_list() == [1]
