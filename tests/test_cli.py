@@ -34,6 +34,10 @@ COMMANDS = [
     ["incidents", "ack"],
     ["incidents", "resolve"],
     ["evaluate"],
+    ["qc", "show"],
+    ["detect", "import-labels"],
+    ["detect", "train"],
+    ["detect", "models"],
     ["bench", "ingest"],
     ["bench", "detect"],
 ]
