@@ -85,6 +85,21 @@ def floor_expr(noise_floor: NoiseFloor) -> pl.Expr:
     return pl.lit(float(noise_floor))
 
 
+def text(template: str, *args: str | pl.Expr) -> pl.Expr:
+    """`pl.format(template, *args)` built with `pl.concat_str`: Polars 2.1's `format` can panic
+    ("i < self.len()") when two of its arguments are string expressions such as `number_text`."""
+    pieces = template.split("{}")
+    if len(pieces) != len(args) + 1:
+        raise ValueError(f"{template!r} has {len(pieces) - 1} placeholders for {len(args)} arguments")
+    parts: list[pl.Expr] = []
+    for piece, arg in zip(pieces, [*args, None], strict=True):
+        if piece:
+            parts.append(pl.lit(piece))
+        if arg is not None:
+            parts.append((pl.col(arg) if isinstance(arg, str) else arg).cast(pl.String))
+    return pl.concat_str(parts)
+
+
 def number_text(expr: pl.Expr) -> pl.Expr:
     """A number as people write it: three significant digits, whole numbers from 1,000 up."""
     rounded = pl.when(expr.abs() >= 1000).then(expr.round(0)).otherwise(expr.round_sig_figs(3))
@@ -135,12 +150,22 @@ def per_sensor(expr: pl.Expr, separated: bool) -> pl.Expr:
 
 
 def is_sensor_time_sorted(frame: pl.DataFrame) -> bool:
-    """Whether a frame is already in (sensor_id, observed_at) order: one linear pass, no sort."""
+    """Whether a frame is already in (sensor_id, observed_at) order: one linear pass, no sort.
+
+    The sensors' runs must come in increasing order, each once, and time may only step back
+    where a run begins."""
     if frame.height < 2:
         return True
-    sensor, time = pl.col("sensor_id"), pl.col("observed_at")
-    ordered = (sensor > sensor.shift(1)) | ((sensor == sensor.shift(1)) & (time >= time.shift(1)))
-    return bool(frame.select(ordered.slice(1).all()).item())
+    if frame["sensor_id"].null_count() or frame["observed_at"].null_count():
+        sensor, time = pl.col("sensor_id"), pl.col("observed_at")
+        ordered = (sensor > sensor.shift(1)) | ((sensor == sensor.shift(1)) & (time >= time.shift(1)))
+        return bool(frame.select(ordered.slice(1).all()).item())
+    runs = frame.select(pl.col("sensor_id").rle()).unnest("sensor_id")
+    ids = runs["value"]
+    if not (ids.is_sorted() and ids.n_unique() == ids.len()):
+        return False
+    steps_back = frame.select((pl.col("observed_at").diff() < pl.duration()).arg_true()).to_series()
+    return bool(steps_back.is_in((runs["len"].cum_sum() - runs["len"]).implode()).all())
 
 
 def anomaly_rows(

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from tasks.anomalies.detectors_base import ANOMALY_SCHEMA, SEVERITIES, SEVERITY_RANK, window_text
+from tasks.anomalies.detectors_base import ANOMALY_SCHEMA, SEVERITIES, SEVERITY_RANK, text, window_text
 
 COMBINED_BUCKET_MINUTES = 15
 MEMBER_SEVERITY = "MEDIUM"  # the least severity a finding needs to count towards agreement
@@ -92,7 +92,7 @@ def combined(
     names = dict(enumerate(SEVERITIES, start=1))
     described = window_text(timedelta(minutes=bucket_minutes))
     raised = (pl.col("worst") + raise_steps).clip(upper_bound=len(SEVERITIES))
-    explanation = pl.format(
+    explanation = text(
         "{} signals agree at station {} within {}: {} on {} (worst {}, raised to {})",
         pl.col("score").cast(pl.Int64),
         "station_id",

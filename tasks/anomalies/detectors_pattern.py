@@ -23,6 +23,7 @@ from tasks.anomalies.detectors_base import (
     per_sensor,
     severity_of,
     sorted_readings,
+    text,
 )
 
 PATTERN_DAYS = 7  # previous days in the profile
@@ -127,7 +128,7 @@ def pattern_breaks(
     low, medium, high, critical = thresholds
     first_minute = pl.col("bucket") * bucket_minutes
     clock = pl.time(first_minute // 60, first_minute % 60).dt.strftime("%H:%M")
-    explanation = pl.format(
+    explanation = text(
         "{} averaged {} {} over {} readings since {} local, {} deviations {} its usual {} {} at that time "
         "of day over the previous {} days",
         "parameter",

@@ -19,6 +19,7 @@ from tasks.anomalies.detectors_base import (
     per_sensor,
     severity_of,
     sorted_readings,
+    text,
 )
 
 TREND_WINDOW = 15  # readings in the slope
@@ -82,7 +83,7 @@ def trend_anomalies(
     )
     low, medium, high, critical = thresholds
     per_hour = 1 / pl.col("hours_per_reading")
-    explanation = pl.format(
+    explanation = text(
         "{} {} {} {} per hour over the last {} readings, {} standard deviations {} its usual {} {} "
         "per hour over the previous {} readings (t = {})",
         "parameter",
@@ -176,7 +177,7 @@ def volatility_anomalies(
         )
         .filter(pl.col("score") >= low)
     )
-    explanation = pl.format(
+    explanation = text(
         "{} varied {} times its usual standard deviation over the last {} readings: {} {} against {} {} "
         "over the previous {} readings",
         "parameter",
