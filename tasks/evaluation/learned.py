@@ -20,6 +20,10 @@ two to three weeks each chose thresholds that did not carry over (F1 0.82 agains
 predictions would not do: boosted trees are over-confident on the rows they were fitted on, so a
 threshold chosen there does not carry over to unseen weeks.
 
+Backstop (`learned_backstop`): one sensor far from its own past day alarms alone, a kind of event
+a model of multi-sensor events does not learn; its level is chosen on the same out-of-fold
+predictions, as sensitive as costs nothing there, and folded into the fitted model.
+
 Week-wise cross-validation (`cross_validate_learned`): each ISO week is predicted by a detector
 (model and post-processing) fitted on the other weeks only, its alarms computed within the week,
 then every week's alarms are pooled and scored with `scoring.score_alarms`, as `tune.cross_validate`.
@@ -38,6 +42,13 @@ from threadpoolctl import threadpool_limits
 
 from tasks.evaluation.detect import alarm_expr
 from tasks.evaluation.labelled import LabelledReadings
+from tasks.evaluation.learned_backstop import (
+    BACKSTOP_COLUMN,
+    BACKSTOP_FEATURE,
+    BACKSTOP_FLOORS,
+    BackstoppedModel,
+    with_backstop,
+)
 from tasks.evaluation.learned_features import (
     FEATURES,
     MONOTONIC,
@@ -91,15 +102,25 @@ POST_PROCESSES = [PostProcess(t, r, h) for r, h, t in product(MIN_RUNS, HOLDS, T
 
 @dataclass(frozen=True)
 class LearnedDetector:
-    model: HistGradientBoostingClassifier
+    model: HistGradientBoostingClassifier | BackstoppedModel
     post: PostProcess
     f1_out_of_fold: float  # the post-processing's point F1 on the training rows' out-of-fold predictions
+    backstop_floors: float | None = None  # in the model already; None: no backstop
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         return predict(self.model, features)
 
+    def describe(self) -> str:
+        if self.backstop_floors is None:
+            return self.post.describe()
+        return (
+            f"{self.post.describe()}; or one sensor >= {self.backstop_floors:g} floors from its past-day mean"
+        )
 
-def predict(model: HistGradientBoostingClassifier | None, features: np.ndarray) -> np.ndarray:
+
+def predict(
+    model: HistGradientBoostingClassifier | BackstoppedModel | None, features: np.ndarray
+) -> np.ndarray:
     """The probability of an event per row; 0 everywhere without a model (no event to learn from)."""
     if model is None:
         return np.zeros(len(features))
@@ -116,8 +137,12 @@ def fit_model(
             return None
         raise ValueError("the training rows need both labelled and unlabelled minutes")
     keep = labels | (np.arange(len(labels)) % NEGATIVE_STRIDE == 0)
+    # a feature no training row has (`residual_lost` without a disinfectant sensor) cannot be binned:
+    # a constant instead, which no tree splits on
+    rows = features[keep]
+    rows = np.where(np.isnan(rows).all(axis=0), 0.0, rows)
     with threadpool_limits(OPENMP_THREADS, user_api="openmp"):
-        return new_model(features.shape[1]).fit(features[keep], labels[keep])
+        return new_model(features.shape[1]).fit(rows, labels[keep])
 
 
 def alarms(probability: pl.Expr, post: PostProcess, group: str) -> pl.Expr:
@@ -125,14 +150,19 @@ def alarms(probability: pl.Expr, post: PostProcess, group: str) -> pl.Expr:
     return alarm_expr(probability, post.threshold, post.min_run, post.hold).over(group)
 
 
-def post_process_counts(probability: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> pl.DataFrame:
-    """Per post-processing (`post`, its index) and group: minutes `tp`, `fp`, `fn`, labelled minutes,
-    false-alarm events and days (rows / 1440), alarms computed within each group."""
+def post_process_counts(
+    probability: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    posts: Sequence[PostProcess] = POST_PROCESSES,
+) -> pl.DataFrame:
+    """Per post-processing (`post`, its index in `posts`) and group: minutes `tp`, `fp`, `fn`,
+    labelled minutes, false-alarm events and days (rows / 1440), alarms computed within each group."""
     frame = pl.DataFrame({"p": probability, "label": labels, "group": groups})
     alarm_columns = frame.select(
         "label",
         "group",
-        *(alarms(pl.col("p"), post, "group").alias(str(i)) for i, post in enumerate(POST_PROCESSES)),
+        *(alarms(pl.col("p"), post, "group").alias(str(i)) for i, post in enumerate(posts)),
     )
     long = alarm_columns.unpivot(
         index=["label", "group"], variable_name="post", value_name="alarm"
@@ -174,9 +204,22 @@ def choose_post_process(
     whose probabilities run lower; the pooled F1 is carried by the weeks whose kind of event the
     other weeks share and chooses thresholds too high for such a week (cross-validated F1 0.63
     against 0.88 on GECCO 2018)."""
-    counts = post_process_counts(probability, labels, groups)
+    per_post = post_figures(post_process_counts(probability, labels, groups))
+    pooled = (2 * pl.col("tp") / (2 * pl.col("tp") + pl.col("fp") + pl.col("fn"))).fill_nan(0.0)
+    tied = (
+        per_post.filter(pl.col("worst_f1") >= pl.col("worst_f1").max() - WORST_GROUP_TOLERANCE)
+        .filter(pl.col("false_alarms_per_day") == pl.col("false_alarms_per_day").min())
+        .filter(pooled == pooled.max())
+    )
+    best = tied.row(tied.height // 2, named=True)  # still tied: the middle threshold, farthest from both ends
+    return POST_PROCESSES[best["post"]], f1_from_counts(best["tp"], best["fp"], best["fn"])
+
+
+def post_figures(counts: pl.DataFrame) -> pl.DataFrame:
+    """Per post-processing of `post_process_counts`: the worst point F1 of the groups with an event,
+    false-alarm events per day and the pooled `tp`, `fp`, `fn`."""
     f1 = (2 * pl.col("tp") / (2 * pl.col("tp") + pl.col("fp") + pl.col("fn"))).fill_nan(0.0)
-    per_post = (
+    return (
         counts.group_by("post")
         .agg(
             f1.filter(pl.col("labelled") > 0).min().alias("worst_f1"),
@@ -188,14 +231,25 @@ def choose_post_process(
         .with_columns(pl.col("worst_f1").fill_null(0.0))
         .sort("post")
     )
-    pooled = (2 * pl.col("tp") / (2 * pl.col("tp") + pl.col("fp") + pl.col("fn"))).fill_nan(0.0)
-    tied = (
-        per_post.filter(pl.col("worst_f1") >= pl.col("worst_f1").max() - WORST_GROUP_TOLERANCE)
-        .filter(pl.col("false_alarms_per_day") == pl.col("false_alarms_per_day").min())
-        .filter(pooled == pooled.max())
-    )
-    best = tied.row(tied.height // 2, named=True)  # still tied: the middle threshold, farthest from both ends
-    return POST_PROCESSES[best["post"]], f1_from_counts(best["tp"], best["fp"], best["fn"])
+
+
+def choose_backstop(
+    probability: np.ndarray, departure: np.ndarray, labels: np.ndarray, groups: np.ndarray, post: PostProcess
+) -> float | None:
+    """The lowest of `BACKSTOP_FLOORS` whose backstop, added to `post`'s alarms, neither adds false-alarm
+    events per day nor lowers the worst group's point F1; None when each one does."""
+
+    def figures(floors: float | None) -> tuple[float, float]:
+        counts = post_process_counts(with_backstop(probability, departure, floors), labels, groups, [post])
+        row = post_figures(counts).row(0, named=True)
+        return row["worst_f1"], row["false_alarms_per_day"]
+
+    worst, false_alarms = figures(None)
+    for floors in BACKSTOP_FLOORS:
+        backed_worst, backed_false_alarms = figures(floors)
+        if backed_worst >= worst and backed_false_alarms <= false_alarms:
+            return floors
+    return None
 
 
 def inner_blocks(n: int, folds: int = INNER_FOLDS) -> np.ndarray:
@@ -217,7 +271,12 @@ def fit_detector(
         model = fit_model(features[~inside], labels[~inside], required=False)
         out_of_fold[inside] = predict(model, features[inside])
     post, f1 = choose_post_process(out_of_fold, labels, groups)
-    return LearnedDetector(fit_model(features, labels), post, f1)
+    model = fit_model(features, labels)
+    if features.shape[1] != len(FEATURES):  # not the learned features: no backstop column
+        return LearnedDetector(model, post, f1)
+    floors = choose_backstop(out_of_fold, features[:, BACKSTOP_COLUMN], labels, groups, post)
+    backed = model if floors is None else BackstoppedModel(model, floors)
+    return LearnedDetector(backed, post, f1, floors)
 
 
 def scored_table(readings: LabelledReadings) -> tuple[pl.DataFrame, np.ndarray]:
@@ -241,6 +300,7 @@ def model_description() -> dict:
         "inner_folds": "week-wise",  # one per training week; INNER_FOLDS consecutive blocks without weeks
         "inner_blocks_without_weeks": INNER_FOLDS,
         "negative_stride": NEGATIVE_STRIDE,
+        "backstop": f"{BACKSTOP_FEATURE} >= the lowest of {list(BACKSTOP_FLOORS)} free on the inner folds",
     }
 
 
@@ -265,7 +325,8 @@ def cross_validate_learned(readings: LabelledReadings) -> dict:
             {
                 "week": week,
                 "post_process": asdict(detector.post),
-                "described": detector.post.describe(),
+                "described": detector.describe(),
+                "backstop_floors": detector.backstop_floors,
                 "f1_on_other_weeks": detector.f1_out_of_fold,
             }
         )

@@ -16,6 +16,12 @@ three, chlorine dioxide oscillating, one sensor falling to zero), each in its ow
 that learns "pH stepped" does not find "chlorine dioxide oscillates" in a week it never saw, while
 "two sensors stray five noise floors from their past hour" carries over. Every feature is a
 magnitude: more straying never makes an event less likely (`MONOTONIC`).
+
+One feature is about direction, from a rule of water treatment rather than from the labels: a
+disinfectant residual (free chlorine, chlorine dioxide) that falls is always bad news.
+`residual_lost` is the largest share of its past-day median that a residual has lost (0.5: half of
+it is gone; negative when it rose; null without a disinfectant sensor, or where the past day's
+median is not above the parameter's noise floor: no residual to lose).
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ SENSOR_FEATURES = (
     f"rough_{ROUGH_ROWS}",
     *(f"diff_{lag}" for lag in LAGS),
 )
-FEATURES = tuple(f"{name}_top{k}" for name in SENSOR_FEATURES for k in TOP_K)
+DISINFECTANTS = ("free_chlorine", "chlorine_dioxide")
+FEATURES = (*(f"{name}_top{k}" for name in SENSOR_FEATURES for k in TOP_K), "residual_lost")
 
 
 def sensor_scale(column: str, floor: float) -> pl.Expr:
@@ -75,6 +82,15 @@ def across_sensors(per_sensor: list[pl.Expr]) -> list[pl.Expr]:
     return [ranked.list.get(k - 1, null_on_oob=True) for k in TOP_K]
 
 
+def residual_lost(column: str, floor: float) -> pl.Expr:
+    """The share of its past-day median that a disinfectant residual has lost (null where that
+    median is not above `floor`: no residual to lose)."""
+    median = pl.col(column).rolling_median_by(
+        "observed_at", window_size=DAY, closed="left", min_samples=MIN_SAMPLES
+    )
+    return pl.when(median > floor).then((median - pl.col(column)) / median)
+
+
 def feature_frame(readings: LabelledReadings, limits: Mapping | None = None) -> pl.DataFrame:
     """One row per row of the file: `observed_at` and the `FEATURES` (Float64, null where no
     quality sensor has enough past readings)."""
@@ -89,6 +105,13 @@ def feature_frame(readings: LabelledReadings, limits: Mapping | None = None) -> 
     for i, name in enumerate(SENSOR_FEATURES):
         ranked = across_sensors([per_sensor[c][i] for c in sensors])
         columns += [expr.alias(f"{name}_top{k}") for expr, k in zip(ranked, TOP_K, strict=True)]
+    residuals = [
+        residual_lost(c, floors.get(readings.parameters[c], 0.0))
+        for c in sensors
+        if readings.parameters[c] in DISINFECTANTS
+    ]
+    lost = pl.max_horizontal(residuals) if residuals else pl.lit(None, pl.Float64)
+    columns.append(lost.alias("residual_lost"))
     return frame.select("observed_at", *columns).with_columns(pl.col(FEATURES).cast(pl.Float64)).collect()
 
 
