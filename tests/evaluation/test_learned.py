@@ -9,7 +9,7 @@ from polars.testing import assert_frame_equal
 
 from tasks.evaluation import learned
 from tasks.evaluation.labelled import LabelledReadings, read_labelled
-from tasks.evaluation.learned_features import FEATURES
+from tasks.evaluation.learned_features import FEATURES, MONOTONIC
 
 from .conftest import labelled_frame, write_labelled
 
@@ -167,3 +167,18 @@ def test_a_backstopped_model_alarms_on_one_sensor_far_from_its_day(readings):
     assert detector.probability(quiet)[0] == 1.0
     quiet[0, column] = 0.0
     assert detector.probability(quiet)[0] < detector.post.threshold
+
+
+def test_a_sensor_on_its_way_back_to_its_past_day_counts_its_return_not_its_departure(readings):
+    frame = readings.frame.with_row_index()
+    start = frame.filter(pl.col("label") & ~pl.col("label").shift(1).fill_null(False))["index"][-1]
+    end = start + 40  # a step of 0.8 pH (16 noise floors) for 40 minutes, here taking 20 more to fade
+    fading = (pl.col("index") >= end) & (pl.col("index") < end + 20)
+    frame = frame.with_columns(
+        pl.when(fading).then(pl.col("pH") + 0.8 * (1 - (pl.col("index") - end + 1) / 20)).otherwise("pH")
+    ).drop("index")
+    features = learned.feature_frame(with_frame(readings, frame))
+    assert features["return_5_top1"][start] < 2  # the step away from the past day is no return
+    # fading 0.04 pH a minute: 5 minutes bring it 0.2 pH, 4 floors, back towards its past day
+    assert features["return_5_top1"][end + 10] == pytest.approx(4, abs=1)
+    assert MONOTONIC[FEATURES.index("return_5_top1")] == -1  # more return is never more of an event
