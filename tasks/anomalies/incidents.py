@@ -28,7 +28,7 @@ OPEN_AT = "HIGH"
 # The incident kind of each anomaly method; every method not named here is an `anomaly`.
 INCIDENT_KINDS = {"limit_breach": "limit_breach"}
 DEFAULT_KIND = "anomaly"
-KIND_LABELS = {"limit_breach": "limit-breach"}
+KIND_LABELS = {"limit_breach": "limit-breach", DEFAULT_KIND: "detected"}  # "3 detected anomalies on..."
 
 
 def incident_kind(method: pl.Expr) -> pl.Expr:

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from tasks.anomalies import plan_incidents
-from tasks.anomalies.incidents import ANOMALY_ROW_SCHEMA, INCIDENT_SCHEMA
+from tasks.anomalies.incidents import ANOMALY_ROW_SCHEMA, INCIDENT_SCHEMA, with_summaries
 
 T0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
 NO_INCIDENTS = pl.DataFrame(schema=INCIDENT_SCHEMA)
@@ -126,3 +126,21 @@ def test_a_run_opens_an_incident_only_when_it_reaches_the_opening_severity():
     assert plan.select("first_observed_at", "anomaly_count", "severity").rows() == [
         (T0 + timedelta(minutes=300), 2, "HIGH")
     ]
+
+
+def test_an_incident_summary_names_its_kind_in_plain_words():
+    incidents = pl.DataFrame(
+        {
+            "sensor_id": ["ph-1", "ph-1"],
+            "kind": ["anomaly", "limit_breach"],
+            "anomaly_count": [2, 1],
+            "first_observed_at": [T0, T0],
+            "last_observed_at": [T0 + timedelta(minutes=5), T0],
+            "severity": ["HIGH", "MEDIUM"],
+            "worst_explanation": ["why", "why"],
+        }
+    )
+    sensors = pl.DataFrame({"sensor_id": ["ph-1"], "parameter": ["ph"]})
+    summaries = with_summaries(incidents, sensors, "UTC")["summary"].to_list()
+    assert summaries[0].startswith("2 detected anomalies on ph sensor ph-1 from ")
+    assert summaries[1].startswith("1 limit-breach anomaly on ph sensor ph-1 from ")
