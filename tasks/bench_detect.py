@@ -1,7 +1,9 @@
 """`waterline bench detect`: quality-control flags and every anomaly detector over N generated
 readings, each timed, beside a bare Polars rolling mean over the same readings in the same run.
 Sensors are generated and judged in chunks of a fixed row budget, so peak memory does not grow
-with N (compare the peak of 5 and 10 million readings).
+with N (compare the peak of 5 and 10 million readings). The chunks are shared between two worker
+processes with one Polars thread each (the machine's two cores; Polars alone keeps about one busy
+on these per-sensor windows), and the figures say so.
 
 The readings: about 100 sensors of eight parameters, one a minute, with spikes, stuck runs,
 gaps and missing values mixed in, already in (sensor, time) order as the database returns them.
@@ -88,61 +90,168 @@ def sensor_chunks(n: int, chunk_readings: int) -> list[range]:
     return [range(k, min(k + step, SENSORS)) for k in range(0, SENSORS, step)]
 
 
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
 
 
-def run_detect_bench(n_readings: int, chunk_readings: int = CHUNK_READINGS) -> dict:
-    """QC flags and every detector over about N generated readings, whole sensors at a time in
-    chunks of about `chunk_readings`, so memory is bounded by the chunk, not by N. Each chunk is
-    generated untimed, then flagged, judged and given a bare rolling mean, each step timed."""
+STEPS = ("qc_flags", "detectors", "bare_rolling_mean")
+WORKERS = 2  # processes, one Polars thread each: this machine's two cores
+_warmed: list[bool] = []
+
+
+def warm_up(end: datetime) -> None:
+    """Imports, config and caches, once per process: not timed."""
+    if _warmed:
+        return
     from tasks.anomalies.detectors import find_anomalies
     from tasks.quality.qc import qc_flags
 
     registry = sensors()
-    end = START + timedelta(minutes=per_sensor_count(n_readings))
-    warm = readings(20_000 * SENSORS, only=range(8))  # imports, config and caches: not timed
+    warm = readings(20_000 * SENSORS, only=range(8))
     find_anomalies(qc_flags(warm, registry), registry, START, end)
-    del warm
-    steps = dict.fromkeys(("qc_flags", "detectors", "bare_rolling_mean"), 0.0)
-    height, anomalies, counts, methods = 0, 0, Counter(), Counter()
-    rss_after_warm_up = peak_rss_mb()
-    for chunk in sensor_chunks(n_readings, chunk_readings):
-        if height >= n_readings:
-            break
-        frame = readings(n_readings, only=chunk).head(n_readings - height)  # exactly N in all
-        started = time.perf_counter()
-        flagged = qc_flags(frame, registry)
-        steps["qc_flags"] += time.perf_counter() - started
-        flags = flagged.select("sensor_id", "observed_at", "value", "qc_flag")
-        del flagged
-        started = time.perf_counter()
-        found = find_anomalies(flags, registry, START, end)
-        steps["detectors"] += time.perf_counter() - started
-        started = time.perf_counter()
-        frame.with_columns(mean=pl.col("value").rolling_mean(60).over("sensor_id"))
-        steps["bare_rolling_mean"] += time.perf_counter() - started
-        height += frame.height
-        anomalies += found.height
-        counts.update(dict(flags["qc_flag"].value_counts().rows()))
-        methods.update(dict(found["method"].value_counts().rows()))
-        del frame, flags, found
+    _warmed.append(True)
 
+
+def judge_chunk(frame: pl.DataFrame, end: datetime) -> dict:
+    """QC flags, every detector and a bare rolling mean over one chunk of whole sensors, each timed."""
+    from tasks.anomalies.detectors import find_anomalies
+    from tasks.quality.qc import qc_flags
+
+    registry = sensors()
+    seconds = dict.fromkeys(STEPS, 0.0)
+    started = time.perf_counter()
+    flagged = qc_flags(frame, registry)
+    seconds["qc_flags"] = time.perf_counter() - started
+    flags = flagged.select("sensor_id", "observed_at", "value", "qc_flag")
+    del flagged
+    started = time.perf_counter()
+    found = find_anomalies(flags, registry, START, end)
+    seconds["detectors"] = time.perf_counter() - started
+    started = time.perf_counter()
+    frame.with_columns(mean=pl.col("value").rolling_mean(60).over("sensor_id"))
+    seconds["bare_rolling_mean"] = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "height": frame.height,
+        "anomalies": found.height,
+        "counts": Counter(dict(flags["qc_flag"].value_counts().rows())),
+        "methods": Counter(dict(found["method"].value_counts().rows())),
+    }
+
+
+def write_chunks(n: int, chunks: list[range], folder: str, end: datetime) -> list[int]:
+    """A worker's chunks generated and written to `folder` (untimed, as is its warm-up): their heights."""
+    warm_up(end)
+    heights = []
+    for chunk in chunks:
+        frame = readings(n, only=chunk)
+        frame.write_parquet(f"{folder}/{chunk.start}.parquet")
+        heights.append(frame.height)
+    return heights
+
+
+def judge_chunks(chunks: list[tuple[range, int]], folder: str, end: datetime) -> dict:
+    """A worker's chunks read back, each cut to its row limit and judged: summed figures."""
+    warm_up(end)
+    total = {"seconds": dict.fromkeys(STEPS, 0.0), "height": 0, "anomalies": 0}
+    total |= {"counts": Counter(), "methods": Counter()}
+    for chunk, limit in chunks:
+        figures = judge_chunk(pl.read_parquet(f"{folder}/{chunk.start}.parquet").head(limit), end)
+        for name in STEPS:
+            total["seconds"][name] += figures["seconds"][name]
+        for key in ("height", "anomalies", "counts", "methods"):
+            total[key] += figures[key]
+    return total
+
+
+def in_workers(n: int, chunks: list[range], workers: int, end: datetime) -> list[dict]:
+    """The chunks shared round-robin between `workers` processes with one Polars thread each: each
+    worker's summed figures. Chunks go through Parquet files so the row limits that make exactly
+    N readings are known before any timing starts."""
+    import multiprocessing
+    import os
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [chunks[w::workers] for w in range(workers)]
+    threads = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"  # read by each spawned worker as it imports Polars
+    try:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool,
+        ):
+            heights = list(pool.map(write_chunks, [n] * workers, shares, [folder] * workers, [end] * workers))
+            limits, left = {}, n
+            for k, chunk in enumerate(chunks):  # in sensor order, as one process takes them
+                limits[chunk.start] = min(heights[k % workers][k // workers], left)
+                left -= limits[chunk.start]
+            jobs = [[(c, limits[c.start]) for c in share if limits[c.start] > 0] for share in shares]
+            return list(pool.map(judge_chunks, jobs, [folder] * workers, [end] * workers))
+    finally:
+        if threads is None:
+            del os.environ["POLARS_MAX_THREADS"]
+        else:
+            os.environ["POLARS_MAX_THREADS"] = threads
+
+
+def run_detect_bench(n_readings: int, chunk_readings: int = CHUNK_READINGS, workers: int = WORKERS) -> dict:
+    """QC flags and every detector over about N generated readings, whole sensors at a time in
+    chunks of about `chunk_readings`, so memory is bounded by the chunk, not by N. Each chunk is
+    generated untimed, then flagged, judged and given a bare rolling mean, each step timed.
+
+    With several chunks and `workers` > 1, the chunks are shared between that many processes, one
+    Polars thread each, running at once: a step's seconds are then those of the busiest worker
+    (the wall-clock time of the run), QC and detectors split in proportion to their summed time."""
+    registry = sensors()
+    end = START + timedelta(minutes=per_sensor_count(n_readings))
+    chunks = sensor_chunks(n_readings, chunk_readings)
+    workers = max(1, min(workers, len(chunks)))
+    if workers == 1:
+        warm_up(end)
+        rss_after_warm_up = peak_rss_mb()
+        shares, height = [], 0
+        for chunk in chunks:
+            if height >= n_readings:
+                break
+            frame = readings(n_readings, only=chunk).head(n_readings - height)  # exactly N in all
+            shares.append(judge_chunk(frame, end))
+            height += frame.height
+            del frame
+    else:
+        rss_after_warm_up = peak_rss_mb()
+        shares = in_workers(n_readings, chunks, workers, end)
+    busiest = {name: max(share["seconds"][name] for share in shares) for name in STEPS}
+    summed = {name: sum(share["seconds"][name] for share in shares) for name in STEPS}
+    if workers == 1:
+        steps = summed
+    else:
+        wall = max(share["seconds"]["qc_flags"] + share["seconds"]["detectors"] for share in shares)
+        judged = summed["qc_flags"] + summed["detectors"]
+        steps = {name: wall * summed[name] / judged for name in ("qc_flags", "detectors")}
+        steps["bare_rolling_mean"] = busiest["bare_rolling_mean"]
+    height = sum(share["height"] for share in shares)
+    counts = sum((share["counts"] for share in shares), Counter())
+    methods = sum((share["methods"] for share in shares), Counter())
     total = steps["qc_flags"] + steps["detectors"]
     return {
         "readings": height,
         "sensors": registry.height,
         "chunk_readings": chunk_readings,
+        "workers": workers,
+        "polars_threads": 1 if workers > 1 else pl.thread_pool_size(),
         "steps": {
             name: {"seconds": round(s, 3), "readings_per_second": round(height / s)}
             for name, s in {**steps, "qc_flags_and_detectors": total}.items()
         },
+        "worker_seconds": {name: round(s, 3) for name, s in summed.items()},
         "qc_and_detectors_vs_bare_rolling_mean": round(total / steps["bare_rolling_mean"], 1),
         "qc_flag_counts": {str(k): v for k, v in sorted(counts.items())},
-        "anomalies": anomalies,
+        "anomalies": sum(share["anomalies"] for share in shares),
         "anomalies_by_method": dict(sorted(methods.items())),
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_mb_after_warm_up": rss_after_warm_up,
+        "peak_rss_mb_per_worker": peak_rss_mb(resource.RUSAGE_CHILDREN) if workers > 1 else None,
     }
 
 
@@ -151,9 +260,18 @@ def print_detect_bench(console: Console, figures: dict) -> None:
 
     title = f"QC flags and detectors over {figures['readings']:,} readings"
     console.print(steps_table(title, figures["steps"]))
+    workers = figures["workers"]
+    run = (
+        f"{workers} worker processes at once, one Polars thread each (seconds: the busiest worker's)"
+        if workers > 1
+        else f"one process, {figures['polars_threads']} Polars threads"
+    )
+    memory = f"peak memory {figures['peak_rss_mb']:,.0f} MB"
+    if figures["peak_rss_mb_per_worker"] is not None:
+        memory += f" in the main process and {figures['peak_rss_mb_per_worker']:,.0f} MB per worker"
     console.print(
         f"QC flags and detectors took {figures['qc_and_detectors_vs_bare_rolling_mean']}x a bare rolling "
         f"mean; flags {figures['qc_flag_counts']}, {figures['anomalies']:,} anomalies "
-        f"{figures['anomalies_by_method']}; peak memory {figures['peak_rss_mb']:,.0f} MB with sensors in "
-        f"chunks of about {figures['chunk_readings']:,} readings"
+        f"{figures['anomalies_by_method']}; {run}; {memory}, with sensors in chunks of about "
+        f"{figures['chunk_readings']:,} readings"
     )

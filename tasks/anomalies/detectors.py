@@ -171,17 +171,21 @@ def rolling_zscore(
     infinitely unusual. Severity is LOW, MEDIUM, HIGH or CRITICAL as |z| passes each threshold.
     """
     needed = needed_samples(window, min_samples)
+    moments = sorted_readings(readings, separated).with_columns(
+        per_sensor(trailing("mean", window, needed), separated).alias("window_mean"),
+        per_sensor(trailing("std", window, needed), separated).alias("window_std"),
+    )
+    return zscores_of_moments(moments, window, thresholds, noise_floor)
+
+
+def zscores_of_moments(
+    moments: pl.LazyFrame, window: int | str | timedelta, thresholds: Thresholds, noise_floor: NoiseFloor
+) -> pl.LazyFrame:
+    """`rolling_zscore`'s findings from readings that carry their trailing `window_mean` and `window_std`."""
     z = (pl.col("value") - pl.col("window_centre")) / pl.max_horizontal(
         pl.col("window_std"), floor_expr(noise_floor)
     )
-    scored = (
-        sorted_readings(readings, separated)
-        .with_columns(
-            per_sensor(trailing("mean", window, needed), separated).alias("window_centre"),
-            per_sensor(trailing("std", window, needed), separated).alias("window_std"),
-        )
-        .with_columns(z.alias("score"))
-    )
+    scored = moments.rename({"window_mean": "window_centre"}).with_columns(z.alias("score"))
     return zscore_rows(
         scored, "rolling_zscore", thresholds, window_text(window), "standard deviations", "mean"
     )
@@ -277,6 +281,8 @@ def robust_iqr_separated(
     needed = needed_samples(window, min_samples)
     value, floor, sensor = pl.col("value"), pl.col("noise_floor"), pl.col("sensor_id")
     mean, std = trailing("mean", window, needed), trailing("std", window, needed)
+    if {"window_mean", "window_std"} <= set(readings.columns):  # the same, already computed
+        mean, std = pl.col("window_mean"), pl.col("window_std")
     bound = (value - mean).abs() + std
     slack = 1e-9 * (value.abs() + mean.abs() + 1.0)  # rounding in the rolling sums
     possible = mean.is_not_null() & ((floor <= 0) | (bound + slack >= thresholds[0] * floor))
@@ -284,11 +290,13 @@ def robust_iqr_separated(
     rows = readings.select(possible.arg_true()).to_series().to_numpy()
     starts = readings.select(first.arg_true()).to_series().to_numpy()
     values = readings["value"].fill_null(np.nan).to_numpy()
-    (centre,) = window_quantiles(values, rows, window, (0.5,), needed)
     index = np.arange(len(values))
     sensor_start = starts[np.maximum(np.searchsorted(starts, index, side="right") - 1, 0)]
     with_centre = np.where(index - sensor_start >= needed, values, np.nan)
-    q25, q75 = window_quantiles(with_centre, rows, window, (0.25, 0.75), needed)
+    # a window past its sensor's first `needed` rows is the same in both: one sort gives all three
+    clean = rows.astype(np.int64) - window - sensor_start[rows].astype(np.int64) >= needed
+    centre, q25, q75 = window_quantiles(values, rows, window, (0.5, 0.25, 0.75), needed)
+    q25[~clean], q75[~clean] = window_quantiles(with_centre, rows[~clean], window, (0.25, 0.75), needed)
     picked = readings.select("sensor_id", "observed_at", "value", "parameter", "unit", "noise_floor")[rows]
     scored = (
         picked.with_columns(
@@ -449,16 +457,32 @@ def statistical_detectors(
     floor = pl.col("noise_floor")
     enabled = {name: spec for name, spec in config.items() if spec.get("enabled", True)}
     plans = []
+    iqr_separated = (
+        "robust_zscore" in enabled
+        and separated
+        and isinstance(enabled["robust_zscore"]["window"], int)
+        and enabled["robust_zscore"].get("spread") == "iqr"
+    )
+    shared = iqr_separated and "rolling_zscore" in enabled
+    shared = shared and enabled["rolling_zscore"]["window"] == enabled["robust_zscore"]["window"]
+    if shared:  # the rolling z-score's trailing mean and deviation bound the robust one's: one pass
+        window = enabled["rolling_zscore"]["window"]
+        needed = needed_samples(window, None)
+        moments = usable.with_columns(
+            trailing("mean", window, needed).alias("window_mean"),
+            trailing("std", window, needed).alias("window_std"),
+        )
+        spec = enabled["rolling_zscore"]
+        plans.append(zscores_of_moments(moments.lazy(), window, thresholds_of(spec), floor))
     for name, detector in (("rolling_zscore", rolling_zscore), ("robust_zscore", robust_zscore)):
         if name in enabled:
             spec = enabled[name]
-            if (
-                name == "robust_zscore"
-                and separated
-                and isinstance(spec["window"], int)
-                and spec.get("spread") == "iqr"
-            ):
-                plans.append(robust_iqr_separated(usable, spec["window"], thresholds_of(spec)))
+            if name == "rolling_zscore" and shared:
+                continue
+            if name == "robust_zscore" and iqr_separated:
+                plans.append(
+                    robust_iqr_separated(moments if shared else usable, spec["window"], thresholds_of(spec))
+                )
                 continue
             extra = {"spread": spec.get("spread", "mad")} if name == "robust_zscore" else {}
             plans.append(

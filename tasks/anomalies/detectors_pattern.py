@@ -35,9 +35,18 @@ MIN_READINGS = 3  # readings of today's bucket before it is judged
 def daily_profile(runs: pl.LazyFrame, days: int, min_days: int) -> pl.LazyFrame:
     """Per run (one sensor, day and bucket): the median, spread and typical in-bucket deviation of
     the same sensor and bucket on the previous `days` days that have readings in it."""
-    by = ("sensor_id", "bucket")
-    earlier_means = pl.concat_list([pl.col("bucket_mean").shift(k).over(*by) for k in range(1, days + 1)])
-    earlier_stds = pl.concat_list([pl.col("bucket_std").shift(k).over(*by) for k in range(1, days + 1)])
+    # sorted by (sensor, bucket, day): k rows back is the same sensor and bucket when both match
+    same = [
+        (pl.col("sensor_id") == pl.col("sensor_id").shift(k))
+        & (pl.col("bucket") == pl.col("bucket").shift(k))
+        for k in range(1, days + 1)
+    ]
+    earlier_means = pl.concat_list(
+        [pl.when(s).then(pl.col("bucket_mean").shift(k)) for k, s in enumerate(same, 1)]
+    )
+    earlier_stds = pl.concat_list(
+        [pl.when(s).then(pl.col("bucket_std").shift(k)) for k, s in enumerate(same, 1)]
+    )
     return (
         runs.sort("sensor_id", "bucket", "day")
         .with_columns(
@@ -85,6 +94,18 @@ def pattern_breaks(
     local = pl.col("observed_at")
     if timezone != "UTC":
         local = local.dt.convert_time_zone(timezone)
+    day_of, bucket_of = (
+        local.dt.date(),
+        (local.dt.hour().cast(pl.Int32) * 60 + local.dt.minute()) // bucket_minutes,
+    )
+    if timezone == "UTC" and getattr(readings.collect_schema()["observed_at"], "time_zone", None) in (
+        None,
+        "UTC",
+    ):
+        # UTC clock time is plain arithmetic on the microseconds: the same days and buckets, cheaper
+        micros, per_day = local.dt.epoch("us"), 86_400_000_000
+        day_of = micros // per_day
+        bucket_of = ((micros - day_of * per_day) // (bucket_minutes * 60_000_000)).cast(pl.Int32)
     sensor, day, bucket = pl.col("sensor_id"), pl.col("day"), pl.col("bucket")
     starts = ((sensor != sensor.shift(1)) | (day != day.shift(1)) | (bucket != bucket.shift(1))).fill_null(
         True
@@ -93,8 +114,8 @@ def pattern_breaks(
         sorted_readings(readings, separated)
         .filter(pl.col("sensor_id").is_not_null())
         .with_columns(
-            local.dt.date().alias("day"),
-            ((local.dt.hour().cast(pl.Int32) * 60 + local.dt.minute()) // bucket_minutes).alias("bucket"),
+            day_of.alias("day"),
+            bucket_of.alias("bucket"),
         )
         .with_columns(starts.alias("starts"), pl.int_range(pl.len()).alias("row"))
         .with_columns(
@@ -102,21 +123,37 @@ def pattern_breaks(
             per_sensor(pl.col("value").cum_sum(), separated).alias("cumulative"),
         )
     )
-    runs = frame.group_by("run").agg(
-        pl.col("sensor_id").first(),
-        pl.col("day").first(),
-        pl.col("bucket").first(),
-        pl.col("value").mean().alias("bucket_mean"),
-        pl.col("value").std().alias("bucket_std"),
+    # The frame once, in memory: its runs are numbered 0, 1, ... in row order, so each reading takes
+    # its run's profile by position (a gather) instead of a join on the run number.
+    frame = frame.collect(engine="in-memory")
+    runs = (
+        frame.lazy()
+        .group_by(pl.col("run").set_sorted())
+        .agg(
+            pl.col("sensor_id").first(),
+            pl.col("day").first(),
+            pl.col("bucket").first(),
+            pl.col("value").mean().alias("bucket_mean"),
+            pl.col("value").std().alias("bucket_std"),
+        )
+    )
+    every_run = pl.DataFrame({"run": pl.int_range(frame["run"].max() + 1 if frame.height else 0, eager=True)})
+    profile = every_run.join(
+        daily_profile(runs, days, min_days).collect(engine="in-memory"), on="run", how="left"
     )
     start = pl.when("starts")
     so_far = pl.col("row") - start.then(pl.col("row")).forward_fill() + 1
     total = pl.col("cumulative") - start.then(pl.col("cumulative") - pl.col("value")).forward_fill()
     scale = (pl.col("between_std").pow(2) + pl.col("within_std").pow(2) / pl.col("so_far")).sqrt()
+    profiled = frame.with_columns(  # eagerly: all-null literal Series trip Polars 2.1's CSE
+        profile[name].gather(frame["run"])
+        for name in ("profile", "profile_days", "between_std", "within_std")
+    )
     scored = (
-        frame.with_columns(so_far.alias("so_far"), total.alias("total"))
+        profiled.lazy()
+        .with_columns(so_far.alias("so_far"), total.alias("total"))
         .filter(pl.col("so_far") >= min_readings)
-        .join(daily_profile(runs, days, min_days), on="run", how="inner")
+        .filter(pl.col("profile_days").is_not_null())
         .with_columns((pl.col("total") / pl.col("so_far")).alias("bucket_so_far"))
         .with_columns(
             (

@@ -350,10 +350,16 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
 
     # Each sensor's thresholds on each of its rows, gathered eagerly: literal Series in the lazy
     # plan trip Polars 2.1's common-subexpression elimination when two are all null.
+    # A threshold the same for every sensor of the batch (or off for all) stays one typed scalar.
     scalars = [name for name, dtype in THRESHOLD_SCHEMA.items() if not isinstance(dtype, pl.List)]
-    frame = frame.with_columns(table[name].gather(frame["_r"]).alias(f"_{name}") for name in scalars)
+    constant = {name: table[name][0] for name in scalars if table.height and table[name].n_unique() == 1}
+    frame = frame.with_columns(
+        table[name].gather(frame["_r"]).alias(f"_{name}") for name in scalars if name not in constant
+    )
 
     def per_row(name: str) -> pl.Expr:
+        if name in constant:
+            return pl.lit(constant[name], THRESHOLD_SCHEMA[name])
         return pl.col(f"_{name}")
 
     # A (sensor, time) key that increases through the frame, for time windows across all sensors.
