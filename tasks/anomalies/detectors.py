@@ -45,7 +45,7 @@ from tasks.anomalies.detectors_base import (
 )
 from tasks.anomalies.detectors_combined import combined
 from tasks.anomalies.detectors_pattern import pattern_breaks
-from tasks.anomalies.detectors_trend import trend_anomalies, volatility_anomalies
+from tasks.anomalies.detectors_trend import short_var_column, trend_anomalies, volatility_anomalies
 
 __all__ = [
     "ANOMALY_SCHEMA",
@@ -488,6 +488,11 @@ def statistical_detectors(
             plans.append(
                 detector(watched, spec["window"], thresholds_of(spec), floor, separated=separated, **extra)
             )
+    slow = [enabled[name]["window"] for name in ("trend", "volatility") if name in enabled]
+    if separated and len(slow) == 2 and slow[0] == slow[1]:  # one short-variance pass for both
+        watched = usable.with_columns(
+            pl.col("value").rolling_var(slow[0]).alias(short_var_column(slow[0]))
+        ).lazy()
     if "trend" in enabled:
         spec = enabled["trend"]
         trend = (spec["window"], spec["history"], thresholds_of(spec), floor, spec["alpha"], separated)

@@ -34,6 +34,20 @@ def history_needed(history: int) -> int:
     return max(2, history // 4)
 
 
+def short_var_column(window: int) -> str:
+    """The column that may carry `value.rolling_var(window)` (sensors separated by null rows), so
+    that the trend and volatility detectors share one pass: find_anomalies adds it."""
+    return f"value_var_{window}"
+
+
+def short_var(readings: pl.LazyFrame, window: int, separated: bool) -> pl.Expr:
+    """The variance of the last `window` values: the shared column when the readings carry it."""
+    name = short_var_column(window)
+    if separated and name in readings.collect_schema().names():
+        return pl.col(name)
+    return per_sensor(pl.col("value").rolling_var(window), separated)
+
+
 def trend_anomalies(
     readings: pl.LazyFrame,
     window: int = TREND_WINDOW,
@@ -55,10 +69,13 @@ def trend_anomalies(
     t_needed = float(stats.t.isf(alpha / 2, window - 2))
     value = pl.col("value")
     index = pl.int_range(pl.len()).cast(pl.Float64)
-    slope = pl.rolling_cov(index, value, window_size=window, min_samples=window) * ((window - 1) / sxx)
-    residual_ss = (value.rolling_var(window) * (window - 1) - pl.col("slope").pow(2) * sxx).clip(
-        lower_bound=0.0
-    )
+    # rolling_cov(index, value) as Polars computes it, mean(i·x) - mean(i)·mean(x), bit for bit, with
+    # the index's rolling mean known exactly (whole numbers): one rolling window fewer
+    covariance = (
+        (index * value).rolling_mean(window) - (index - (window - 1) / 2) * value.rolling_mean(window)
+    ) * (window / (window - 1))
+    slope = covariance * ((window - 1) / sxx)
+    residual_ss = (pl.col("short_var") * (window - 1) - pl.col("slope").pow(2) * sxx).clip(lower_bound=0.0)
     spacing = (pl.col("observed_at") - pl.col("observed_at").shift(window - 1)).dt.total_seconds() / (
         3600 * (window - 1)
     )
@@ -69,9 +86,12 @@ def trend_anomalies(
     )
     scored = (
         sorted_readings(readings, separated)
-        .with_columns(per_sensor(slope, separated).alias("slope"))
         .with_columns(
-            per_sensor(residual_ss, separated).alias("residual_ss"),
+            per_sensor(slope, separated).alias("slope"),
+            short_var(readings, window, separated).alias("short_var"),
+        )
+        .with_columns(
+            residual_ss.alias("residual_ss"),
             per_sensor(earlier.rolling_mean(history, min_samples=needed), separated).alias("usual_slope"),
             per_sensor(earlier.rolling_std(history, min_samples=needed), separated).alias("slope_std"),
             per_sensor(spacing, separated).alias("hours_per_reading"),
@@ -117,6 +137,26 @@ def f_test_score(ratio: np.ndarray, df_short: int, df_history: np.ndarray) -> np
     return np.clip(-special.ndtri_exp(log_p), -SCORE_CAP, SCORE_CAP)
 
 
+def _past_ratio(scored: pl.LazyFrame, lowest_ratio: float, window: int, separated: bool) -> pl.LazyFrame:
+    """The rows whose `ratio` reaches `lowest_ratio`, with `share`: the largest `deviation` of the
+    last `window` rows over their sum (null unless all `window` are known). Taken from the rows
+    before filtering, so the window costs nothing on the many quiet rows."""
+    if not separated:
+        return scored.with_columns(
+            (pl.col("deviation").rolling_max(window) / pl.col("deviation").rolling_sum(window))
+            .over("sensor_id")
+            .alias("share")
+        ).filter(pl.col("ratio") >= lowest_ratio)
+    past = pl.col("ratio") >= lowest_ratio
+    rows = past.arg_true().cast(pl.Int64)
+    earlier = [pl.col("deviation").gather((rows - k).clip(0)) for k in range(window)]
+    total = earlier[0]
+    for one in earlier[1:]:
+        total = total + one  # null if any of the window is null, as rolling_sum's window
+    share = pl.when(rows >= window - 1).then(pl.max_horizontal(earlier) / total)
+    return scored.select(pl.all().filter(past), share.alias("share"))
+
+
 def volatility_anomalies(
     readings: pl.LazyFrame,
     window: int = VOLATILITY_WINDOW,
@@ -145,7 +185,7 @@ def volatility_anomalies(
     scored = (
         sorted_readings(readings, separated)
         .with_columns(
-            per_sensor(value.rolling_var(window), separated).alias("short_var"),
+            short_var(readings, window, separated).alias("short_var"),
             per_sensor(value.rolling_var(history, min_samples=needed).shift(window), separated).alias(
                 "usual_var"
             ),
@@ -154,13 +194,9 @@ def volatility_anomalies(
             ),
             per_sensor(history_count, separated).alias("history_count"),
         )
-        .with_columns(
-            ratio.alias("ratio"),
-            per_sensor(deviation.rolling_max(window) / deviation.rolling_sum(window), separated).alias(
-                "share"
-            ),
-        )
-        .filter(pl.col("ratio") >= lowest_ratio, pl.col("share") <= max_share)
+        .with_columns(ratio.alias("ratio"), deviation.alias("deviation"))
+        .pipe(_past_ratio, lowest_ratio, window, separated)
+        .filter(pl.col("share") <= max_share)
         .with_columns(
             pl.struct("ratio", "history_count")
             .map_batches(

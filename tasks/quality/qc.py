@@ -509,10 +509,17 @@ def _with_attenuation(steps: pl.LazyFrame, per_row: Any) -> pl.LazyFrame:
             _sum2=pl.col("_s2") - before_window("_s2"),
         )
         .with_columns(
-            # 6 significant digits: the same window gives the same verdict whatever came before it
-            _std=(pl.col("_sum2") / pl.col("_n") - (pl.col("_sum1") / pl.col("_n")) ** 2)
-            .clip(0.0)
-            .sqrt()
-            .round_sig_figs(6)
+            _std=(pl.col("_sum2") / pl.col("_n") - (pl.col("_sum1") / pl.col("_n")) ** 2).clip(0.0).sqrt()
         )
+        .with_columns(_std=_rounded_near(pl.col("_std"), [per_row("att_fail"), per_row("att_suspect")]))
     )
+
+
+def _rounded_near(std: pl.Expr, thresholds: list[pl.Expr]) -> pl.Expr:
+    """`std` to 6 significant digits (the same window gives the same verdict whatever came before
+    it) where that can change how it compares with a threshold: within 1e-5 of it relatively, more
+    than rounding moves a value. Elsewhere the value as it is, so only those few rows are rounded."""
+    near = pl.any_horizontal([(std - limit).abs() <= std * 1e-5 for limit in thresholds]).fill_null(False)
+    rows = near.cum_sum().cast(pl.Int64) - 1
+    rounded = std.filter(near).round_sig_figs(6).append(pl.lit(0.0)).gather(rows.clip(0))
+    return pl.when(near).then(rounded).otherwise(std)
