@@ -179,8 +179,16 @@ def s3_server() -> str:
 class Seeder:
     """Writes municipalities, sensors and readings the way ingestion leaves them."""
 
-    def municipality(self, conn, municipality_id: str, timezone: str, sensors: dict[str, str]) -> int:
-        """A municipality with one station and `sensors` ({id: parameter}); returns a batch id."""
+    def municipality(
+        self,
+        conn,
+        municipality_id: str,
+        timezone: str,
+        sensors: dict[str, str],
+        interval_seconds: int = 600,
+    ) -> int:
+        """A municipality with one station and `sensors` ({id: parameter}) reading every
+        `interval_seconds`; returns a batch id."""
         from tasks.parameters import parameter
 
         conn.execute(
@@ -206,7 +214,7 @@ class Seeder:
                     kind="online",
                     valid_min=spec.min,
                     valid_max=spec.max,
-                    interval_seconds=600,
+                    interval_seconds=interval_seconds,
                     installed_at=datetime(2026, 1, 1, tzinfo=UTC),
                     last_calibrated_at=datetime(2026, 3, 1, tzinfo=UTC),
                     active=True,

@@ -5,12 +5,12 @@ from datetime import date, datetime, timedelta
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from tasks.analytics import compute_aggregates
 from tasks.calendar import local_day_bounds
 from tasks.database import begin, bulk_insert, read_frame
-from tasks.models import IngestBatch, Municipality, Reading, Sensor, Station
+from tasks.models import Reading
 from tasks.quality import flag_readings
 from tasks.quality.qc import load_qc_config
 
@@ -39,43 +39,6 @@ SCHEMA = {
     "day": pl.Date,
     "qc_flag": pl.Int64,
 }
-
-
-def _seed(conn, municipality_id: str, timezone: str, sensor_ids: list[str]) -> int:
-    conn.execute(
-        insert(Municipality).values(
-            id=municipality_id,
-            name=municipality_id.title(),
-            timezone=timezone,
-            standards=["WHO"],
-            regulator_emails=[],
-        )
-    )
-    station = f"{municipality_id}-plant"
-    conn.execute(insert(Station).values(id=station, municipality_id=municipality_id, name="Plant"))
-    for sensor_id in sensor_ids:
-        conn.execute(
-            insert(Sensor).values(
-                id=sensor_id,
-                municipality_id=municipality_id,
-                station_id=station,
-                parameter="ph",
-                unit="pH",
-                kind="online",
-                valid_min=0.0,
-                valid_max=14.0,
-                interval_seconds=60,
-                active=True,
-            )
-        )
-    batch = insert(IngestBatch).values(
-        municipality_id=municipality_id,
-        source="test://",
-        status="loaded",
-        checksum_sha256=municipality_id,
-        file_format="csv",
-    )
-    return conn.execute(batch).inserted_primary_key[0]
 
 
 def _minutes(first: datetime, last: datetime) -> list[datetime]:
@@ -117,15 +80,15 @@ def _day_with_faults() -> pl.DataFrame:
 
 
 @pytest.fixture
-def towns(database):
+def towns(database, seed):
     """Riverton (Berlin) with the faulty day; Lindenfeld (Chicago) with a spike of its own."""
     with begin() as conn:
-        batch = _seed(conn, "riverton", TZ, list(SENSORS))
+        batch = seed.municipality(conn, "riverton", TZ, dict.fromkeys(SENSORS, "ph"), interval_seconds=60)
         rows = _day_with_faults().with_columns(
             municipality_id=pl.lit("riverton"), qc_flag=pl.lit(2), batch_id=pl.lit(batch)
         )
         bulk_insert(conn, "readings", rows)
-        other = _seed(conn, "lindenfeld", "America/Chicago", ["ld-ph"])
+        other = seed.municipality(conn, "lindenfeld", "America/Chicago", {"ld-ph": "ph"}, interval_seconds=60)
         times = _minutes(_at(-8), _at(25))
         spike = _set(_signal("ld-ph", times), _at(10), _at(10) + timedelta(minutes=1), 9.0)
         bulk_insert(
