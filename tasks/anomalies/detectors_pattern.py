@@ -9,6 +9,7 @@ than one reading, so a single spike is left to the z-score.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from tasks.anomalies.detectors_base import (
@@ -32,42 +33,51 @@ BUCKET_MINUTES = 60  # the time-of-day bucket
 MIN_READINGS = 3  # readings of today's bucket before it is judged
 
 
+def _row_medians(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's median of its non-NaN values (NaN where it has none), and how many there are."""
+    ordered = np.sort(values, axis=1)  # NaN last
+    count = (~np.isnan(ordered)).sum(axis=1)
+    lower = np.take_along_axis(ordered, np.clip((count - 1) // 2, 0, None)[:, None], axis=1)[:, 0]
+    upper = np.take_along_axis(ordered, np.minimum(count // 2, values.shape[1] - 1)[:, None], axis=1)[:, 0]
+    return np.where(count > 0, (lower + upper) / 2, np.nan), count
+
+
 def daily_profile(runs: pl.LazyFrame, days: int, min_days: int) -> pl.LazyFrame:
     """Per run (one sensor, day and bucket): the median, spread and typical in-bucket deviation of
-    the same sensor and bucket on the previous `days` days that have readings in it."""
+    the same sensor and bucket on the previous `days` days that have readings in it.
+
+    The earlier days are at most `days` columns, so the medians are taken across columns of a
+    small matrix (numpy), which costs a fifth of Polars' per-row list medians."""
     # sorted by (sensor, bucket, day): k rows back is the same sensor and bucket when both match
+    ordered = runs.sort("sensor_id", "bucket", "day").collect(engine="in-memory")
     same = [
         (pl.col("sensor_id") == pl.col("sensor_id").shift(k))
         & (pl.col("bucket") == pl.col("bucket").shift(k))
         for k in range(1, days + 1)
     ]
-    earlier_means = pl.concat_list(
-        [pl.when(s).then(pl.col("bucket_mean").shift(k)) for k, s in enumerate(same, 1)]
-    )
-    earlier_stds = pl.concat_list(
-        [pl.when(s).then(pl.col("bucket_std").shift(k)) for k, s in enumerate(same, 1)]
-    )
+
+    def earlier(column: str) -> np.ndarray:
+        shifted = ordered.select(
+            pl.when(s).then(pl.col(column).shift(k)).alias(str(k)) for k, s in enumerate(same, 1)
+        )
+        return shifted.to_numpy().astype(np.float64, copy=False).reshape(ordered.height, days)
+
+    means = earlier("bucket_mean")
+    profile, profile_days = _row_medians(means)
+    mad, _ = _row_medians(np.abs(means - profile[:, None]))
+    within_std, _ = _row_medians(earlier("bucket_std"))
     return (
-        runs.sort("sensor_id", "bucket", "day")
-        .with_columns(
-            earlier_means.list.drop_nulls().alias("earlier"),
-            earlier_stds.list.drop_nulls().list.median().alias("within_std"),
+        pl.DataFrame(
+            {
+                "run": ordered["run"],
+                "profile": pl.Series(profile, nan_to_null=True),
+                "profile_days": pl.Series(profile_days, dtype=pl.UInt32),
+                "between_std": pl.Series(mad * MAD_TO_SIGMA, nan_to_null=True),
+                "within_std": np.nan_to_num(within_std, nan=0.0),
+            }
         )
-        .with_columns(
-            pl.col("earlier").list.len().alias("profile_days"),
-            pl.col("earlier").list.median().alias("profile"),
-        )
-        .with_columns(
-            (pl.col("earlier") - pl.col("profile")).list.eval(pl.element().abs()).list.median().alias("mad"),
-        )
+        .lazy()
         .filter(pl.col("profile_days") >= min_days)
-        .select(
-            "run",
-            "profile",
-            "profile_days",
-            (pl.col("mad") * MAD_TO_SIGMA).alias("between_std"),
-            pl.col("within_std").fill_null(0.0),
-        )
     )
 
 
