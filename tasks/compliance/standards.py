@@ -1,4 +1,8 @@
-"""The drinking-water standards as cited data: `tasks/compliance/standards/*.yaml`, one per body."""
+"""The drinking-water standards as cited data: `tasks/compliance/standards/*.yaml`, one per body.
+
+Every limit names the `rule` that judges it over a period (RULES), the `statistic` the daily screen
+compares (consistent with the rule, RULE_STATISTICS) and the `consequence` of an exceedance.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Literal
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.parameters import parameter as catalog_parameter
 
@@ -33,6 +37,49 @@ KIND_LABELS = {
     "indicator": "indicator value",
 }
 
+# How compliance over a period is judged; tasks/compliance/rules_* implement these names.
+RULES = {
+    "sample_max": "each sample or reading compared with a maximum",
+    "sample_min": "each sample compared with a minimum",
+    "sample_range": "each sample inside [min, max]",
+    "p90_round": "90th percentile of a sampling round's lab samples compared with the action level",
+    "raa_quarterly": "running annual average of quarterly averages per sampling location",
+    "raa_monthly": "running annual average of monthly averages over the system",
+    "turbidity_tt": "at least 95 % of a month's readings at most 0.3 NTU and none above 1 NTU",
+    "turbidity_consecutive": "two consecutive 15-minute individual-filter readings above 1.0 NTU",
+    "confirmation_average": "an exceeding sample averaged with its confirmation sample within 24 h",
+    "any_detection": "any detection in a sample is an exceedance",
+    "indicator": "an exceedance of an indicator value triggers an investigation",
+    "nitrate_nitrite_ratio": "nitrate/50 + nitrite/3 (mg/L as the ions) at most 1",
+}
+
+# The daily screen's statistic that goes with each rule. sample_max also allows `mean` where one
+# sample stands for an average intake (EU lead and copper: a sample representative of the weekly
+# average). turbidity_tt goes on the 0.3 NTU row (its 1 NTU maximum is part of the rule); the
+# "none above 1 NTU" row of the daily screen is a sample_max row of its own.
+RULE_STATISTICS = {
+    "sample_max": ("max", "mean"),
+    "sample_min": ("min",),
+    "sample_range": ("range",),
+    "p90_round": ("p90",),
+    "raa_quarterly": ("mean",),
+    "raa_monthly": ("mean",),
+    "turbidity_tt": ("p95",),
+    "turbidity_consecutive": ("max",),
+    "confirmation_average": ("max",),
+    "any_detection": ("max",),
+    "indicator": ("max", "min", "range"),
+    "nitrate_nitrite_ratio": ("max",),
+}
+
+# What an exceedance means: only a `violation` is enforceable.
+CONSEQUENCES = {
+    "violation": "a violation of an enforceable limit",
+    "investigation": "an investigation (EU indicator parameter), not a violation",
+    "advisory": "advisory: a non-enforceable value (EPA secondary standard, WHO guideline)",
+    "treatment_technique_trigger": "a treatment-technique assessment or action, not a violation",
+}
+
 LIMIT_SCHEMA = {
     "standard": pl.String,
     "parameter": pl.String,
@@ -50,6 +97,9 @@ LIMIT_SCHEMA = {
     "date_confirmed": pl.Boolean,
     "citation": pl.String,
     "basis": pl.String,
+    "rule": pl.String,
+    "consequence": pl.String,
+    "enforceable": pl.Boolean,
 }
 
 
@@ -65,14 +115,16 @@ class LimitSpec(BaseModel):
     unit: str
     original: str
     statistic: Literal["max", "min", "mean", "p90", "p95", "range"]
+    rule: Literal[tuple(RULES)]  # type: ignore[valid-type]
+    consequence: Literal[tuple(CONSEQUENCES)]  # type: ignore[valid-type]
     min_samples: int = 1
     effective_from: date | None = None  # first day in force; None = always
     effective_until: date | None = None  # first day no longer in force; None = open
     evidence: Evidence
     date_evidence: Evidence | None = None
     sources: list[str]
-    citation: str
-    basis: str
+    citation: str = Field(min_length=20)
+    basis: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> LimitSpec:
@@ -92,7 +144,36 @@ class LimitSpec(BaseModel):
             and self.effective_from >= self.effective_until
         ):
             raise ValueError(f"{self.parameter}: effective_from must be before effective_until")
+        self._rule_consistent()
         return self
+
+    def _rule_consistent(self) -> None:
+        allowed = RULE_STATISTICS[self.rule]
+        if self.statistic not in allowed:
+            raise ValueError(
+                f"{self.parameter}: rule {self.rule!r} goes with statistic {' or '.join(allowed)}, "
+                f"not {self.statistic!r}"
+            )
+        if (self.rule == "nitrate_nitrite_ratio") != (self.parameter == "nitrate_nitrite_ratio"):
+            raise ValueError(
+                f"{self.parameter}: rule 'nitrate_nitrite_ratio' belongs to parameter "
+                f"'nitrate_nitrite_ratio' and only to it"
+            )
+        if (self.kind == "indicator") != (self.consequence == "investigation"):
+            raise ValueError(
+                f"{self.parameter}: an indicator value has consequence 'investigation' and only "
+                f"an indicator value has it (kind {self.kind!r}, consequence {self.consequence!r})"
+            )
+        if (self.kind == "indicator") != (self.rule == "indicator"):
+            raise ValueError(
+                f"{self.parameter}: an indicator value is judged by rule 'indicator' and only an "
+                f"indicator value is (kind {self.kind!r}, rule {self.rule!r})"
+            )
+        if self.kind == "secondary" and self.consequence != "advisory":
+            raise ValueError(
+                f"{self.parameter}: a secondary standard is non-enforceable, so its consequence is "
+                f"'advisory', not {self.consequence!r}"
+            )
 
 
 class StandardFile(BaseModel):
@@ -111,15 +192,48 @@ class StandardFile(BaseModel):
                 raise ValueError(
                     f"{self.standard} {limit.parameter}: unknown sources {sorted(unknown)}"
                 )
+            if self.standard == "WHO" and limit.consequence != "advisory":
+                raise ValueError(
+                    f"WHO {limit.parameter}: WHO guideline values are not law, so the consequence "
+                    f"is 'advisory', not {limit.consequence!r}"
+                )
         return self
 
 
 def read_standard(path: Path) -> StandardFile:
-    """Parse and check one standard file; raises ValueError naming the file."""
+    """Parse and check one standard file; raises ValueError naming the file and the parameter."""
     try:
-        return StandardFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except ValueError as exc:
-        raise ValueError(f"{path.name}: {exc}") from None
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path.name}: not valid YAML: {exc}") from None
+    try:
+        return StandardFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error, raw) for error in exc.errors())
+        raise ValueError(f"{path.name}: {problems}") from None
+
+
+def _problem(error: dict, raw: object) -> str:
+    """One validation error as words: 'limit 4 (lead): rule: Input should be ...'."""
+    loc = list(error["loc"])
+    where, name = "", None
+    if len(loc) >= 2 and loc[0] == "limits" and isinstance(loc[1], int):
+        limits = raw.get("limits") if isinstance(raw, dict) else None
+        entry = limits[loc[1]] if isinstance(limits, list) and loc[1] < len(limits) else None
+        name = entry.get("parameter") if isinstance(entry, dict) else None
+        where = f"limit {loc[1] + 1} ({name or 'no parameter'})"
+        loc = loc[2:]
+    field = ".".join(str(part) for part in loc)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if where and name:
+        message = message.removeprefix(f"{name}: ")
+    if error["type"] == "missing":
+        message = f"{field or 'a field'} is required but missing"
+    else:
+        if error["type"] == "literal_error":
+            message = f"{message} (got {error['input']!r})"
+        message = f"{field}: {message}" if field else message
+    return f"{where}: {message}" if where else message
 
 
 @lru_cache(maxsize=1)
@@ -147,6 +261,9 @@ def all_limits() -> pl.DataFrame:
                     "date_confirmed": (limit.date_evidence or "C") == "C",
                     "citation": " ".join(limit.citation.split()),
                     "basis": " ".join(limit.basis.split()),
+                    "rule": limit.rule,
+                    "consequence": limit.consequence,
+                    "enforceable": limit.consequence == "violation",
                 }
             )
     return pl.DataFrame(rows, schema=LIMIT_SCHEMA)
@@ -160,8 +277,9 @@ def load_standards(on: date, standards: list[str] | None = None) -> pl.DataFrame
     )
     if standards is not None:
         limits = limits.filter(pl.col("standard").is_in([s.upper() for s in standards]))
-    return limits.sort("standard", "parameter", "kind", "statistic")
+    return limits.sort("standard", "parameter", "kind", "rule", "statistic", "limit_max")
 
 
 def known_standards() -> list[str]:
+    """The standards the files define (EPA, EU, WHO)."""
     return sorted(all_limits()["standard"].unique().to_list())

@@ -4,8 +4,8 @@ pint runs once per (parameter, accepted spelling), never per row: the gate joins
 table and Polars applies `value * factor + offset` to the whole column. Temperature in °F is
 affine, so every conversion is derived from two converted points (0 and 1000).
 
-Nitrate and nitrite are reported "as N" (mass of nitrogen) or as the ion (mass of NO3 / NO2).
-pint converts between them through the amount of substance: mg/L as N / M(N) * M(NO3).
+Nitrate, nitrite and ammonium are reported "as N" (mass of nitrogen) or as the ion (mass of NO3,
+NO2, NH4). pint converts between them through the amount of substance: mg/L as N / M(N) * M(NO3).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import lru_cache
 import pint
 
 # g/mol, IUPAC standard atomic weights rounded as used in water chemistry.
-MOLAR_MASS_G_PER_MOL = {"N": 14.007, "NO3": 62.004, "NO2": 46.005}
+MOLAR_MASS_G_PER_MOL = {"N": 14.007, "NO3": 62.004, "NO2": 46.005, "NH4": 18.039}
 
 # Spellings that pint reads differently or not at all (C is coulomb, F is farad, m3 is unknown).
 PINT_SPELLINGS = {
@@ -35,8 +35,9 @@ DEFINITIONS = (
     "FNU = NTU",  # ISO 7027 formazin nephelometric units: the same scale for our purpose
     "CFU = [colony]",
 )
-# "mg/L as N", "mg/L NO3-N", "mg/L as NO3", "mg/l NO2": the species the mass is counted as.
-_SPECIES = re.compile(r"^(?P<unit>.+?)\s+(?:as\s+)?(?P<species>NO3-N|NO2-N|NO3|NO2|N)$")
+# "mg/L as N", "mg/L NO3-N", "mg/L as NO3", "mg/l NO2", "mg/L NH4-N": the species the mass is
+# counted as.
+_SPECIES = re.compile(r"^(?P<unit>.+?)\s+(?:as\s+)?(?P<species>NO3-N|NO2-N|NH4-N|NO3|NO2|NH4|N)$")
 
 
 # Two points this far apart give the factor of an affine conversion (°F -> °C goes through
@@ -76,7 +77,8 @@ def _registry() -> pint.UnitRegistry:
 
 
 def split_species(spelling: str) -> tuple[str, str | None]:
-    """'mg/L as N' -> ('mg/L', 'N'); 'mg/L NO3-N' -> ('mg/L', 'N'); 'uS/cm' -> ('uS/cm', None)."""
+    """'mg/L as N' -> ('mg/L', 'N'); 'mg/L NO3-N' -> ('mg/L', 'N'); 'mg/L as NH4' -> ('mg/L', 'NH4');
+    'uS/cm' -> ('uS/cm', None)."""
     text = " ".join(spelling.split())
     match = _SPECIES.match(text)
     if match is None:
@@ -104,7 +106,7 @@ def _conversion(ureg: pint.UnitRegistry, spelling: str, canonical: str) -> Conve
     if source_text == target_text and source_species == target_species:
         return Conversion(1.0)
     if source_species != target_species and "N" not in (source_species, target_species):
-        # Only "as N" <-> "as the ion" is a conversion; NO2 and NO3 are different substances.
+        # Only "as N" <-> "as the ion" is a conversion; NO2, NO3 and NH4 are different substances.
         raise UnitNotConvertible(f"{spelling!r} and {canonical!r} do not count the same species")
     source, target = _quantity_unit(ureg, source_text), _quantity_unit(ureg, target_text)
     if source == target and source_species == target_species:
