@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -275,6 +277,8 @@ class MaintenancePrediction(Base):
 
 
 class ComplianceResult(Base):
+    """One judgement of one municipality's parameter against one rule of a standard over one period."""
+
     __tablename__ = "compliance_results"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -284,6 +288,8 @@ class ComplianceResult(Base):
     period_kind: Mapped[str] = mapped_column(String(16))  # day | month | quarter
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
+    # daily (the daily screen) | sample_max | p90_round | raa_quarterly | turbidity_tt | ...
+    rule_code: Mapped[str] = mapped_column(String(32), server_default="daily")
     status: Mapped[str] = mapped_column(String(24))  # COMPLIANT|WARNING|NON_COMPLIANT|INSUFFICIENT_DATA
     statistic: Mapped[str] = mapped_column(String(32))  # max | mean | p90 ...
     statistic_value: Mapped[float | None] = mapped_column(Float)
@@ -293,16 +299,35 @@ class ComplianceResult(Base):
     deviation_pct: Mapped[float | None] = mapped_column(Float)
     rule: Mapped[str] = mapped_column(Text)
     citation: Mapped[str] = mapped_column(Text)
+    # violation | investigation | advisory | treatment_technique_trigger; null on the daily screen
+    consequence: Mapped[str | None] = mapped_column(String(32))
+    confirmed: Mapped[bool | None] = mapped_column(Boolean)  # the limit confirmed from a primary text
     sample_count: Mapped[int] = mapped_column(Integer, default=0)
     excluded_count: Mapped[int] = mapped_column(Integer, default=0)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("municipality_id", "standard", "parameter", "period_kind", "period_start"),
+        UniqueConstraint(
+            "municipality_id",
+            "standard",
+            "parameter",
+            "period_kind",
+            "period_start",
+            "rule_code",
+            "statistic",
+            name="uq_compliance_results_period_rule",
+        ),
     )
 
 
 class ActionPlan(Base):
+    """What people do about one result: steps, an owner, a due date, a status they update, notes.
+
+    kind: violation (a NON_COMPLIANT result whose consequence is a violation or a treatment-technique
+    trigger) | investigation (a WARNING or NON_COMPLIANT result whose consequence is investigation).
+    status: open -> in_progress -> done, or cancelled; done and cancelled set `closed_at`.
+    """
+
     __tablename__ = "action_plans"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -310,13 +335,25 @@ class ActionPlan(Base):
     compliance_result_id: Mapped[int] = mapped_column(
         ForeignKey("compliance_results.id"), unique=True
     )
+    kind: Mapped[str] = mapped_column(String(16), server_default="violation")
     parameter: Mapped[str] = mapped_column(String(64))
+    rule_code: Mapped[str] = mapped_column(String(32), server_default="daily")
+    severity: Mapped[str | None] = mapped_column(String(16))  # low|medium|high|critical
     steps: Mapped[list] = mapped_column()
     owner: Mapped[str] = mapped_column(String(200))
     due_date: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open|in_progress|done
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open|in_progress|done|cancelled
+    notes: Mapped[list] = mapped_column(default=list, server_default=text("'[]'"))  # [{at, by, text}]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        CheckConstraint(
+            "status in ('open', 'in_progress', 'done', 'cancelled')", name="ck_action_plans_status"
+        ),
+        CheckConstraint("kind in ('violation', 'investigation')", name="ck_action_plans_kind"),
+    )
 
 
 class Report(Base):

@@ -121,9 +121,7 @@ def test_judging_a_local_day_twice_records_one_result_set_one_event_and_one_plan
         }
     )
     assert_frame_equal(results, expected, check_dtypes=False)
-    assert [key for key, _ in events] == [
-        "compliance.violation:riverton:EU:conductivity:2026-11-25"
-    ]
+    assert [key for key, _ in events] == ["compliance.violation:riverton:EU:conductivity:2026-11-25"]
     payload = events[0][1]
     assert (payload["type"], payload["data"]["statistic_value"], payload["data"]["limit"]) == (
         "compliance.violation",
@@ -140,6 +138,7 @@ def test_judging_a_local_day_twice_records_one_result_set_one_event_and_one_plan
     ]
     assert dict(audit) == {
         "registry.applied": 1,
+        "compliance_result.recorded": 5,
         "action_plan.created": 1,
         "compliance.violation_recorded": 1,
         "compliance.judged": 2,
