@@ -148,6 +148,20 @@ def run_nightly(
     _print_stages(summary)
 
 
+@run_app.command("monthly")
+@plain_errors
+def run_monthly(
+    month: Annotated[
+        str | None, typer.Option(help="Month to report (YYYY-MM); default: whatever is due.")
+    ] = None,
+    municipality: Annotated[str | None, typer.Option("--municipality", "-m", help="Only this one.")] = None,
+) -> None:
+    """Judge and write the monthly compliance reports that are due (or one month's), and e-mail them."""
+    from flows.monthly_compliance import monthly_compliance
+
+    _print_stages(monthly_compliance(month=month, municipality=municipality))
+
+
 @run_app.command("hourly")
 @plain_errors
 def run_hourly() -> None:
@@ -279,6 +293,24 @@ def bench_detect(
         typer.echo(json.dumps(figures, indent=2))
     else:
         print_detect_bench(console, figures)
+
+
+@bench_app.command("report")
+@plain_errors
+def bench_report(
+    sensors: Annotated[int, typer.Option(help="Online sensors, one reading a minute for a month.")] = 500,
+    as_json: JsonOption = False,
+    keep: KeepOption = False,
+) -> None:
+    """Time one municipality's monthly compliance report: read, judge, record, render four formats."""
+    quiet_prefect()
+    from tasks.bench_report import print_report_bench, run_report_bench
+
+    figures = run_report_bench(sensors, keep=keep)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_report_bench(console, figures)
 
 
 Municipality = Annotated[
@@ -621,6 +653,66 @@ def qc_show(
 
 def _at_time(reading: dict | None) -> str | None:
     return f"{reading['value']} at {reading['observed_at'].isoformat()}" if reading else None
+
+
+from flows.cli_compliance import compliance_app  # noqa: E402
+
+app.add_typer(compliance_app, name="compliance")
+
+reports_app = typer.Typer(help="The regulator's reports: list them, e-mail one again.", no_args_is_help=True)
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("list")
+@plain_errors
+def reports_list(
+    municipality: Annotated[str, typer.Option("--municipality", "-m", help="The municipality.")],
+    kind: Annotated[str | None, typer.Option(help="daily_summary or monthly_compliance.")] = None,
+    limit: Annotated[int, typer.Option(help="How many files, newest first.")] = 40,
+) -> None:
+    """List one municipality's report files: period, revision, amended, sha256, e-mailed."""
+    from sqlalchemy import select
+
+    from tasks.compliance.daily import load_municipality
+    from tasks.database import begin
+    from tasks.models import Report
+
+    with begin() as conn:
+        load_municipality(conn, municipality)
+        query = select(Report).where(Report.municipality_id == municipality)
+        if kind:
+            query = query.where(Report.kind == kind)
+        rows = conn.execute(
+            query.order_by(Report.period_start.desc(), Report.revision.desc(), Report.format).limit(limit)
+        ).all()
+    table = Table("kind", "period", "rev", "amended", "format", "sha256", "e-mailed", "url",
+                  title=f"{len(rows)} report file(s) of {municipality}")
+    for r in rows:
+        amended = "yes" if r.is_amended else "no"
+        table.add_row(r.kind, _cell(r.period_start), str(r.revision), amended, r.format, r.sha256[:12],
+                      _cell(r.emailed_at), _cell(r.object_url))
+    console.print(table)
+
+
+@reports_app.command("resend")
+@plain_errors
+def reports_resend(
+    municipality: Annotated[str, typer.Option("--municipality", "-m", help="The municipality.")],
+    month: Annotated[str, typer.Option(help="The report's month, YYYY-MM.")],
+) -> None:
+    """E-mail the newest revision of a monthly compliance report again, on purpose."""
+    from tasks.compliance.monthly import month_of
+    from tasks.reports.monthly import email_monthly_report
+
+    result = email_monthly_report.fn(municipality, month_of(month), resend=True)
+    details = result["details"]
+    if details.get("skipped"):
+        raise ValueError(f"nothing was sent: {details['skipped']}")
+    via = "over SMTP" if details["via_smtp"] else "kept as .eml: no SMTP host is set"
+    console.print(
+        f"sent revision {details['revision']} of the {month} report of {municipality} to "
+        f"{details['recipients']} address(es), {via}"
+    )
 
 
 def _cell(value: object) -> Text:

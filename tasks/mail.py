@@ -44,8 +44,10 @@ def compose(
     body: str,
     attachments: Sequence[Attachment] = (),
     headers: dict[str, str] | None = None,
+    html: str | None = None,
 ) -> EmailMessage:
-    """A plain-text message with attachments, a Date and a Message-ID."""
+    """A plain-text message (with an HTML alternative when given), attachments, a Date and a
+    Message-ID."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
@@ -55,6 +57,8 @@ def compose(
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(body)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
     for item in attachments:
         message.add_attachment(
             item.data, maintype=item.maintype, subtype=item.subtype, filename=item.filename

@@ -40,6 +40,15 @@ COMMANDS = [
     ["detect", "models"],
     ["bench", "ingest"],
     ["bench", "detect"],
+    ["bench", "report"],
+    ["run", "monthly"],
+    ["compliance", "results"],
+    ["compliance", "plans"],
+    ["compliance", "show"],
+    ["compliance", "update"],
+    ["compliance", "history"],
+    ["reports", "list"],
+    ["reports", "resend"],
 ]
 
 

@@ -1,0 +1,356 @@
+"""The monthly compliance report end to end: a month of readings in the database, aggregated as
+the nightly flow leaves them, judged by the regulators' rules, written in four formats to object
+storage (a folder, and a real S3-protocol server), amended by late data, e-mailed through a real
+SMTP server once per revision."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+from datetime import date, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default
+
+import polars as pl
+import pypdf
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy import insert, select
+
+from tasks.analytics.aggregates import compute_aggregates
+from tasks.compliance.monthly import month_bounds
+from tasks.database import begin, bulk_insert
+from tasks.models import ActionPlan, AuditLog, ComplianceResult, IngestBatch, Report, WebhookEvent
+from tasks.registry import apply_registry, parse_registry
+from tasks.reports.monthly import email_monthly_report, months_due, report_key, write_monthly_report
+from tasks.settings import reset_settings
+from tasks.storage import object_store, open_url
+
+MONTH = date(2026, 10, 1)
+ZONE = "America/Chicago"
+RECIPIENTS = ["regulator@riverton.example"]
+REGISTRY = """
+municipality: {id: riverton, name: Riverton, timezone: America/Chicago, standards: [WHO, EPA, EU],
+               regulator_emails: [regulator@riverton.example]}
+stations:
+  - id: riverton-plant
+    name: Riverton Plant
+    sensors:
+      - {id: riverton-ph, parameter: ph, kind: online, interval_seconds: 3600}
+      - {id: riverton-turb, parameter: turbidity, kind: online, interval_seconds: 900}
+      - {id: riverton-lead, parameter: lead, kind: lab}
+"""
+OTHER = """
+municipality: {id: hillside, name: Hillside, timezone: Europe/Berlin, standards: [EU],
+               regulator_emails: [other@hillside.example]}
+stations:
+  - id: hillside-plant
+    name: Hillside Plant
+    sensors:
+      - {id: hillside-turb, parameter: turbidity, kind: online, interval_seconds: 900}
+"""
+# Ten lead samples: the 90th percentile (nearest rank, the 9th smallest) is 20 ug/L, above the
+# EPA action level of 15; the highest, 25, is above the EU parametric value of 10.
+LEAD = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 20.0, 25.0]
+HIGH_TURBIDITY_HOURS = 48  # of 744: 6.5 % of the month's readings at 0.5 NTU, above 0.3
+
+
+def readings(start: datetime, end: datetime, every: timedelta, value) -> pl.DataFrame:  # noqa: ANN001
+    times = pl.datetime_range(start, end - every, every, time_zone="UTC", eager=True)
+    return pl.DataFrame({"observed_at": times}).with_columns(value=value)
+
+
+def seed_month(municipality_id: str = "riverton", registry: str = REGISTRY) -> None:
+    start, end = month_bounds(MONTH, ZONE)
+    high_from = start + timedelta(days=9)
+    with begin() as conn:
+        apply_registry(conn, parse_registry(registry))
+        batch = conn.execute(
+            insert(IngestBatch).values(
+                municipality_id=municipality_id,
+                source="test://month",
+                checksum_sha256=f"month-{municipality_id}",
+                file_format="csv",
+                status="loaded",
+            )
+        ).inserted_primary_key[0]
+        turbidity = readings(start, end, timedelta(minutes=15), pl.lit(0.1)).with_columns(
+            value=pl.when(
+                (pl.col("observed_at") >= high_from)
+                & (pl.col("observed_at") < high_from + timedelta(hours=HIGH_TURBIDITY_HOURS))
+            )
+            .then(0.5)
+            .otherwise(pl.col("value")),
+            sensor_id=pl.lit(f"{municipality_id}-turb"),
+        )
+        frames = [turbidity]
+        if municipality_id == "riverton":
+            frames.append(
+                readings(start, end, timedelta(hours=1), pl.lit(7.3)).with_columns(
+                    sensor_id=pl.lit("riverton-ph")
+                )
+            )
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "sensor_id": "riverton-lead",
+                        "observed_at": [
+                            start + timedelta(days=2 + 2 * k, hours=15) for k in range(len(LEAD))
+                        ],
+                        "value": LEAD,
+                    }
+                )
+            )
+        rows = pl.concat(frames, how="diagonal_relaxed").with_columns(
+            qc_flag=pl.lit(1), municipality_id=pl.lit(municipality_id), batch_id=pl.lit(batch)
+        )
+        bulk_insert(conn, "readings", rows, conflict_columns=["sensor_id", "observed_at"])
+    for day in range(31):
+        compute_aggregates.fn(municipality_id, MONTH + timedelta(days=day))
+
+
+def read(url: str) -> bytes:
+    with open_url(url) as handle:
+        return handle.read()
+
+
+def pdf_text(data: bytes) -> str:
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages)
+
+
+def report_rows(municipality_id: str = "riverton") -> list:
+    with begin() as conn:
+        return conn.execute(
+            select(Report)
+            .where(Report.municipality_id == municipality_id, Report.kind == "monthly_compliance")
+            .order_by(Report.revision, Report.format)
+        ).all()
+
+
+def test_the_month_is_judged_by_the_regulators_rules_and_written_in_four_formats(database):
+    seed_month()
+    first = write_monthly_report.fn("riverton", MONTH)
+    assert first["details"]["revision"] == 1 and first["details"]["files_written"] == 4
+
+    with begin() as conn:
+        results = conn.execute(
+            select(ComplianceResult).where(
+                ComplianceResult.municipality_id == "riverton", ComplianceResult.period_kind == "month"
+            )
+        ).all()
+        plans = conn.execute(select(ActionPlan).where(ActionPlan.municipality_id == "riverton")).all()
+        events = conn.execute(select(WebhookEvent).where(WebhookEvent.event_type == "report.published")).all()
+    by_rule = {(r.standard, r.parameter, r.rule_code, r.statistic): r for r in results}
+    lead_p90 = by_rule[("EPA", "lead", "p90_round", "p90")]
+    assert lead_p90.status == "NON_COMPLIANT" and lead_p90.statistic_value == 20.0
+    assert lead_p90.limit_value == 15.0 and lead_p90.sample_count == 10
+    eu_lead = next(r for k, r in by_rule.items() if k[:2] == ("EU", "lead"))
+    assert eu_lead.status == "NON_COMPLIANT" and eu_lead.statistic_value == 25.0
+    share = by_rule[("EPA", "turbidity", "turbidity_tt", "share_le_limit")]
+    expected_share = 100 * (1 - HIGH_TURBIDITY_HOURS * 4 / (744 * 4))
+    assert share.status == "NON_COMPLIANT" and share.statistic_value == pytest.approx(
+        expected_share, abs=0.01
+    )
+    ph = [r for k, r in by_rule.items() if k[1] == "ph"]
+    assert ph and all(r.status == "COMPLIANT" for r in ph)
+    # pH was read through its hourly aggregates: its counts are still the month's readings
+    assert {r.sample_count for r in ph} == {744}
+    assert {p.parameter for p in plans} >= {"lead", "turbidity"}
+    assert (
+        len(events) == 1
+        and events[0].payload["data"]["revision"] == 1
+        and not events[0].payload["data"]["is_amended"]
+    )
+
+    rows = report_rows()
+    assert [(r.revision, r.format) for r in rows] == [(1, "csv"), (1, "json"), (1, "pdf"), (1, "xlsx")]
+    for row in rows:
+        data = read(row.object_url)
+        assert row.object_url == object_store().url(report_key("riverton", MONTH, 1, row.format))
+        assert hashlib.sha256(data).hexdigest() == row.sha256 and len(data) == row.size_bytes
+    files = {r.format: read(r.object_url) for r in rows}
+    text = pdf_text(files["pdf"])
+    for words in ("Riverton", "October 2026", "40 CFR 141", "2020/2184", "Non-compliant", "15", "20"):
+        assert words in text, words
+    assert "AMENDED" not in text
+    csv = pl.read_csv(files["csv"])
+    assert csv.height == len(results) and set(csv["municipality_id"]) == {"riverton"}
+    document = json.loads(files["json"])
+    assert document["report"]["revision"] == 1 and document["municipality"]["id"] == "riverton"
+    assert files["xlsx"][:2] == b"PK"
+
+
+def test_a_rerun_writes_nothing_and_late_data_amends_the_report(database):
+    seed_month()
+    write_monthly_report.fn("riverton", MONTH)
+    again = write_monthly_report.fn("riverton", MONTH)
+    assert again["details"]["revision"] == 1 and again["details"]["files_written"] == 0
+    assert len(report_rows()) == 4
+    with begin() as conn:
+        assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == []
+
+    # Late readings of 20 October: turbidity above 1 NTU between the regular 15-minute readings
+    start, _ = month_bounds(MONTH, ZONE)
+    late_at = start + timedelta(days=19, hours=10, minutes=7)
+    with begin() as conn:
+        batch = conn.execute(
+            insert(IngestBatch).values(
+                municipality_id="riverton",
+                source="test://late",
+                checksum_sha256="late",
+                file_format="csv",
+                status="loaded",
+            )
+        ).inserted_primary_key[0]
+        late = pl.DataFrame(
+            {
+                "sensor_id": "riverton-turb",
+                "observed_at": [late_at, late_at + timedelta(minutes=1)],
+                "value": 1.6,
+            }
+        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
+        bulk_insert(conn, "readings", late, conflict_columns=["sensor_id", "observed_at"])
+    compute_aggregates.fn("riverton", date(2026, 10, 20))
+    with begin() as conn:
+        assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == [MONTH]
+
+    amended = write_monthly_report.fn("riverton", MONTH)
+    assert amended["details"]["revision"] == 2 and amended["details"]["is_amended"] == 1
+    rows = [r for r in report_rows() if r.revision == 2]
+    assert len(rows) == 4 and all(r.is_amended for r in rows)
+    pdf = pdf_text(read(next(r for r in rows if r.format == "pdf").object_url))
+    assert "AMENDED" in pdf and "1.6" in pdf
+    with begin() as conn:
+        events = conn.execute(
+            select(WebhookEvent)
+            .where(WebhookEvent.event_type == "report.published")
+            .order_by(WebhookEvent.created_at)
+        ).all()
+        audit = conn.execute(select(AuditLog.action).where(AuditLog.action == "report.published")).all()
+    assert [e.payload["data"]["revision"] for e in events] == [1, 2] and events[1].payload["data"][
+        "is_amended"
+    ]
+    changes = events[1].payload["data"]["changes"]
+    assert any("turbidity" in c and "1.6" in c for c in changes), changes
+    assert len(audit) == 2
+
+
+def test_reports_never_mix_municipalities(database):
+    seed_month()
+    seed_month("hillside", OTHER)
+    write_monthly_report.fn("riverton", MONTH)
+    write_monthly_report.fn("hillside", MONTH)
+    hillside = {r.format: read(r.object_url) for r in report_rows("hillside")}
+    document = json.loads(hillside["json"])
+    assert {r["sensor_id"] for r in document["coverage"]} == {"hillside-turb"}
+    assert {r["standard"] for r in document["results"]} == {"EU"}
+    assert "riverton" not in hillside["json"].decode() and "Riverton" not in pdf_text(hillside["pdf"])
+    assert all("/hillside/" in r.object_url for r in report_rows("hillside"))
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.envelopes = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802, ANN001, ANN201
+        self.envelopes.append(envelope)
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    inbox = Inbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv("WATERLINE_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("WATERLINE_SMTP_PORT", str(port))
+    monkeypatch.setenv("WATERLINE_SMTP_SECURITY", "none")
+    reset_settings()
+    yield inbox
+    controller.stop()
+
+
+def test_each_revision_is_emailed_once_with_pdf_and_xlsx_and_resent_on_purpose(database, smtp):
+    seed_month()
+    write_monthly_report.fn("riverton", MONTH)
+    sent = email_monthly_report.fn("riverton", MONTH)
+    assert sent["details"]["emailed"] == 1 and sent["details"]["via_smtp"] == 1
+    assert email_monthly_report.fn("riverton", MONTH)["details"] == {
+        "emailed": 0,
+        "skipped": "already emailed",
+    }
+    assert len(smtp.envelopes) == 1
+    message = message_from_bytes(smtp.envelopes[0].content, policy=default)
+    assert message["To"] == ", ".join(RECIPIENTS) and "October 2026" in message["Subject"]
+    assert "AMENDED" not in message["Subject"]
+    names = sorted(part.get_filename() for part in message.iter_attachments())
+    assert names == [
+        "riverton-2026-10-r1-compliance-report.pdf",
+        "riverton-2026-10-r1-compliance-report.xlsx",
+    ]
+    body = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "Riverton" in body and "<" in html and "lead" in body
+    pdf = next(p for p in message.iter_attachments() if p.get_filename().endswith(".pdf")).get_content()
+    assert pdf == read(next(r for r in report_rows() if r.format == "pdf").object_url)
+
+    resent = email_monthly_report.fn("riverton", MONTH, resend=True)
+    assert resent["details"]["emailed"] == 1 and len(smtp.envelopes) == 2
+    with begin() as conn:
+        actions = [
+            a for (a,) in conn.execute(select(AuditLog.action).where(AuditLog.entity_type == "report"))
+        ]
+    assert actions.count("report.emailed") == 1 and actions.count("report.resent") == 1
+
+
+def test_reports_go_to_a_real_s3_server(database, monkeypatch, s3_server):
+    monkeypatch.setenv("WATERLINE_OBJECT_STORE_URL", "s3://waterline/objects")
+    monkeypatch.setenv("WATERLINE_S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("WATERLINE_S3_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("WATERLINE_S3_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("WATERLINE_S3_REGION", "us-east-1")
+    reset_settings()
+    seed_month()
+    write_monthly_report.fn("riverton", MONTH)
+    rows = report_rows()
+    assert {r.object_url for r in rows} == {
+        f"s3://waterline/objects/reports/riverton/monthly_compliance/2026-10/r1/compliance-report.{f}"
+        for f in ("csv", "json", "pdf", "xlsx")
+    }
+    for row in rows:
+        assert hashlib.sha256(read(row.object_url)).hexdigest() == row.sha256
+    assert "Riverton" in pdf_text(read(next(r for r in rows if r.format == "pdf").object_url))
+
+
+def test_the_monthly_flow_writes_and_sends_each_report_once(database, prefect_server):
+    from flows.monthly_compliance import monthly_compliance
+
+    seed_month()
+    summary = monthly_compliance(month="2026-10")
+    stages = summary["stages"]
+    assert (
+        stages["monthly_reports 2026-10"]["items"] == 1 and stages["monthly_reports 2026-10"]["failed"] == 0
+    )
+    assert stages["monthly_emails 2026-10"]["totals"]["emailed"] == 1
+    rows = report_rows()
+    assert len(rows) == 4 and all(r.emailed_to == RECIPIENTS for r in rows)
+    assert rows[0].email_url.endswith("r1-compliance-report.eml")  # no SMTP host: kept as .eml
+
+    again = monthly_compliance(month="2026-10")["stages"]
+    assert again["monthly_reports 2026-10"]["totals"]["files_written"] == 0
+    assert again["monthly_emails 2026-10"]["totals"]["emailed"] == 0
+    assert len(report_rows()) == 4
+
+
+def test_prefect_yaml_schedules_the_monthly_flow():
+    from tasks.deployments import deployments_from_yaml
+
+    deployments = {d.name: d for d in deployments_from_yaml()}
+    monthly = deployments["monthly-compliance"]
+    assert monthly.entrypoint.endswith("monthly_compliance.py:monthly_compliance")
+    assert [s.schedule.cron for s in monthly.schedules] == ["0 5 * * *"]
