@@ -111,6 +111,32 @@ def seed_month(municipality_id: str = "riverton", registry: str = REGISTRY) -> N
         compute_aggregates.fn(municipality_id, MONTH + timedelta(days=day))
 
 
+def add_late_turbidity() -> None:
+    """Late readings of 20 October: turbidity at 1.6 NTU between the regular 15-minute readings,
+    loaded and aggregated as the nightly flow would."""
+    start, _ = month_bounds(MONTH, ZONE)
+    late_at = start + timedelta(days=19, hours=10, minutes=7)
+    with begin() as conn:
+        batch = conn.execute(
+            insert(IngestBatch).values(
+                municipality_id="riverton",
+                source="test://late",
+                checksum_sha256="late",
+                file_format="csv",
+                status="loaded",
+            )
+        ).inserted_primary_key[0]
+        late = pl.DataFrame(
+            {
+                "sensor_id": "riverton-turb",
+                "observed_at": [late_at, late_at + timedelta(minutes=1)],
+                "value": 1.6,
+            }
+        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
+        bulk_insert(conn, "readings", late, conflict_columns=["sensor_id", "observed_at"])
+    compute_aggregates.fn("riverton", date(2026, 10, 20))
+
+
 def read(url: str) -> bytes:
     with open_url(url) as handle:
         return handle.read()
@@ -191,28 +217,7 @@ def test_a_rerun_writes_nothing_and_late_data_amends_the_report(database):
     with begin() as conn:
         assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == []
 
-    # Late readings of 20 October: turbidity above 1 NTU between the regular 15-minute readings
-    start, _ = month_bounds(MONTH, ZONE)
-    late_at = start + timedelta(days=19, hours=10, minutes=7)
-    with begin() as conn:
-        batch = conn.execute(
-            insert(IngestBatch).values(
-                municipality_id="riverton",
-                source="test://late",
-                checksum_sha256="late",
-                file_format="csv",
-                status="loaded",
-            )
-        ).inserted_primary_key[0]
-        late = pl.DataFrame(
-            {
-                "sensor_id": "riverton-turb",
-                "observed_at": [late_at, late_at + timedelta(minutes=1)],
-                "value": 1.6,
-            }
-        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
-        bulk_insert(conn, "readings", late, conflict_columns=["sensor_id", "observed_at"])
-    compute_aggregates.fn("riverton", date(2026, 10, 20))
+    add_late_turbidity()
     with begin() as conn:
         assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == [MONTH]
 
@@ -301,11 +306,20 @@ def test_each_revision_is_emailed_once_with_pdf_and_xlsx_and_resent_on_purpose(d
 
     resent = email_monthly_report.fn("riverton", MONTH, resend=True)
     assert resent["details"]["emailed"] == 1 and len(smtp.envelopes) == 2
+
+    add_late_turbidity()
+    write_monthly_report.fn("riverton", MONTH)
+    amended = email_monthly_report.fn("riverton", MONTH)
+    assert amended["details"]["revision"] == 2 and len(smtp.envelopes) == 3
+    message = message_from_bytes(smtp.envelopes[2].content, policy=default)
+    assert "AMENDED" in message["Subject"]
+    assert "r2-compliance-report.pdf" in [p.get_filename() for p in message.iter_attachments()][0]
+    assert "turbidity" in message.get_body(("plain",)).get_content()
     with begin() as conn:
         actions = [
             a for (a,) in conn.execute(select(AuditLog.action).where(AuditLog.entity_type == "report"))
         ]
-    assert actions.count("report.emailed") == 1 and actions.count("report.resent") == 1
+    assert actions.count("report.emailed") == 2 and actions.count("report.resent") == 1  # r1, r2; r1 again
 
 
 def test_reports_go_to_a_real_s3_server(database, monkeypatch, s3_server):
@@ -340,6 +354,20 @@ def test_the_monthly_flow_writes_and_sends_each_report_once(database, prefect_se
     rows = report_rows()
     assert len(rows) == 4 and all(r.emailed_to == RECIPIENTS for r in rows)
     assert rows[0].email_url.endswith("r1-compliance-report.eml")  # no SMTP host: kept as .eml
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        keys = ["monthly-riverton-pdf", "monthly-riverton-summary"]
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    by_key = {a.key: a for a in artifacts}
+    assert by_key["monthly-riverton-pdf"].type == "markdown"  # Prefect stores a link artifact as markdown
+    assert "r1/compliance-report.pdf" in by_key["monthly-riverton-pdf"].data
+    assert (
+        "Non-compliant" in by_key["monthly-riverton-summary"].data
+        or "NON_COMPLIANT" in by_key["monthly-riverton-summary"].data
+    )
 
     again = monthly_compliance(month="2026-10")["stages"]
     assert again["monthly_reports 2026-10"]["totals"]["files_written"] == 0
