@@ -40,17 +40,17 @@ from tasks.database import begin, load_sql, read_frame
 from tasks.mail import Attachment, compose, send_with_retries, write_eml
 from tasks.models import ActionPlan, ComplianceResult, Report, utcnow
 from tasks.reports.data import canonical_json
+from tasks.reports.monthly_email import monthly_email
 from tasks.reports.monthly_pdf import render_monthly_pdf
 from tasks.reports.monthly_render import (
     SCHEMAS,
-    monthly_email,
     monthly_frames,
     render_monthly_csv,
     render_monthly_json,
-    render_monthly_xlsx,
     status_counts,
 )
 from tasks.reports.monthly_templates import monthly_layout
+from tasks.reports.monthly_xlsx import render_monthly_xlsx
 from tasks.settings import get_settings
 from tasks.stages import stage
 from tasks.storage import object_store, open_url

@@ -24,21 +24,21 @@ from monthly_content import (
 from polars.testing import assert_frame_equal
 
 from tasks.reports.data import canonical_json
+from tasks.reports.monthly_email import monthly_email
 from tasks.reports.monthly_pdf import render_monthly_pdf
 from tasks.reports.monthly_render import (
     SCHEMAS,
     SORT_KEYS,
     citation_table,
     largest_exceedances,
-    monthly_email,
     number_text,
     render_monthly_csv,
     render_monthly_json,
-    render_monthly_xlsx,
     series_with_limits,
     status_counts,
 )
 from tasks.reports.monthly_templates import monthly_layout, status_word
+from tasks.reports.monthly_xlsx import render_monthly_xlsx
 
 CHANGE = "Late turbidity readings of 29 October raised the EPA p95 from 0.28 to 0.42 NTU."
 
