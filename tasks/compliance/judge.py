@@ -48,6 +48,7 @@ RESULT_SCHEMA = {
     "excluded_count": pl.Int64,
     "kind": pl.String,
     "confirmed": pl.Boolean,
+    "consequence": pl.String,
 }
 
 
@@ -144,10 +145,14 @@ def judge(stats: pl.DataFrame, limits: pl.DataFrame) -> pl.DataFrame:
     """One result per (standard, parameter) in both frames: the worst of its limits' bounds.
 
     Status: NON_COMPLIANT beyond a limit; WARNING within the last 10 % before it (a statistic at
-    >= 90 % of a max limit); INSUFFICIENT_DATA with fewer usable readings than the limit needs;
-    else COMPLIANT. `deviation_pct` is how far beyond the limit the statistic lies, in % of the
-    limit (negative = inside).
+    >= 90 % of a max limit), and beyond a limit whose consequence is `investigation` (an EU
+    indicator value: an investigation, not a violation); INSUFFICIENT_DATA with fewer usable
+    readings than the limit needs; else COMPLIANT. `deviation_pct` is how far beyond the limit
+    the statistic lies, in % of the limit (negative = inside). `consequence` is the limit's
+    (null when the limits frame has none).
     """
+    if "consequence" not in limits.columns:
+        limits = limits.with_columns(consequence=pl.lit(None, pl.String))
     long_stats = (
         stats.lazy()
         .unpivot(
@@ -178,9 +183,12 @@ def judge(stats: pl.DataFrame, limits: pl.DataFrame) -> pl.DataFrame:
         .then((pl.col("warn_at") < pl.col("limit")) & (value >= pl.col("warn_at")))
         .otherwise((pl.col("warn_at") > pl.col("limit")) & (value <= pl.col("warn_at")))
     )
+    investigation = pl.col("consequence") == "investigation"
     status = (
         pl.when(insufficient)
         .then(pl.lit("INSUFFICIENT_DATA"))
+        .when(beyond & investigation.fill_null(False))
+        .then(pl.lit("WARNING"))
         .when(beyond)
         .then(pl.lit("NON_COMPLIANT"))
         .when(warning)
@@ -225,6 +233,7 @@ def judge(stats: pl.DataFrame, limits: pl.DataFrame) -> pl.DataFrame:
             "excluded_count",
             "kind",
             "confirmed",
+            "consequence",
         )
         .collect()
         .cast(RESULT_SCHEMA)
@@ -283,6 +292,9 @@ def _rule() -> pl.Expr:
         pl.col("basis"),
         pl.lit(")"),
         shortfall,
+        pl.when((pl.col("consequence") == "investigation") & (pl.col("status") == "WARNING"))
+        .then(pl.lit("; exceeds the indicator value: triggers an investigation, not a violation"))
+        .otherwise(pl.lit("")),
     )
 
 

@@ -22,7 +22,7 @@ from tasks.compliance.judge import (
 )
 
 PERIOD_RESULT_SCHEMA = {
-    **RESULT_SCHEMA,
+    **{name: dtype for name, dtype in RESULT_SCHEMA.items() if name != "consequence"},
     "rule_code": pl.String,
     "consequence": pl.String,
     "period_start": pl.Date,

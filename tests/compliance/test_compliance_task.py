@@ -66,20 +66,23 @@ def test_judging_a_local_day_twice_records_one_result_set_one_event_and_one_plan
             ("riverton-cond", utc(25, 14), 9999.0, 4),  # failed QC: excluded
             ("riverton-ph", utc(25, 12), 7.2, 1),
             ("riverton-ph", utc(26, 5), 7.4, 1),  # 23:00 local
+            ("riverton-lead", utc(25, 15), 14.0, 1),  # above the EU parametric value 10 ug/L
         ]
     )
 
     first = judge_compliance.fn("riverton", DAY)
     second = judge_compliance.fn("riverton", DAY)
 
+    # EU conductivity is an indicator value: its exceedance is a WARNING with an investigation
+    # plan, no violation; WHO lead is advisory: NON_COMPLIANT, no plan; EU lead is a violation.
     assert first["details"] == {
         "compliant": 2,
-        "insufficient_data": 2,
-        "warning": 0,
-        "non_compliant": 1,
+        "insufficient_data": 0,
+        "warning": 1,
+        "non_compliant": 2,
         "violations": 1,
         "events_recorded": 1,
-        "action_plans_created": 1,
+        "action_plans_created": 2,
     }
     assert (second["details"]["events_recorded"], second["details"]["action_plans_created"]) == (
         0,
@@ -105,41 +108,40 @@ def test_judging_a_local_day_twice_records_one_result_set_one_event_and_one_plan
             "parameter": ["conductivity", "lead", "ph", "lead", "ph"],
             "period_kind": ["day"] * 5,
             "period_start": [DAY] * 5,
-            "status": [
-                "NON_COMPLIANT",
-                "INSUFFICIENT_DATA",
-                "COMPLIANT",
-                "INSUFFICIENT_DATA",
-                "COMPLIANT",
-            ],
+            "status": ["WARNING", "NON_COMPLIANT", "COMPLIANT", "NON_COMPLIANT", "COMPLIANT"],
             "statistic": ["max", "mean", "min", "mean", "min"],
-            "statistic_value": [3000.0, None, 7.2, None, 7.2],
+            "statistic_value": [3000.0, 14.0, 7.2, 14.0, 7.2],
             "limit_value": [2500.0, 10.0, 6.5, 10.0, 6.5],
             "limit_kind": ["max", "max", "min", "max", "min"],
-            "sample_count": [2, 0, 2, 0, 2],
+            "sample_count": [2, 1, 2, 1, 2],
             "excluded_count": [1, 0, 0, 0, 0],
         }
     )
     assert_frame_equal(results, expected, check_dtypes=False)
-    assert [key for key, _ in events] == ["compliance.violation:riverton:EU:conductivity:2026-11-25"]
+    assert [key for key, _ in events] == ["compliance.violation:riverton:EU:lead:2026-11-25"]
     payload = events[0][1]
     assert (payload["type"], payload["data"]["statistic_value"], payload["data"]["limit"]) == (
         "compliance.violation",
-        3000.0,
-        2500.0,
+        14.0,
+        10.0,
     )
     assert payload["data"]["citation"].startswith("Directive (EU) 2020/2184")
-    assert [(p, o, s[0]) for p, o, s in plans] == [
+    assert sorted((p, o, s[0]) for p, o, s in plans) == [
         (
             "conductivity",
-            "operations",
+            "water quality",
             "Check the conductivity sensor calibration and temperature compensation.",
-        )
+        ),
+        (
+            "lead",
+            "operations",
+            "Take confirmation samples at the sites that exceeded, following the sampling protocol.",
+        ),
     ]
     assert dict(audit) == {
         "registry.applied": 1,
         "compliance_result.recorded": 5,
-        "action_plan.created": 1,
+        "action_plan.created": 2,
         "compliance.violation_recorded": 1,
         "compliance.judged": 2,
     }
