@@ -85,18 +85,16 @@ def send(message: EmailMessage, settings: Settings | None = None) -> None:
             f"unknown smtp_security {settings.smtp_security!r}: use starttls, ssl or none"
         )
     try:
+        context = ssl.create_default_context()
+        if settings.smtp_ca_file:
+            context.load_verify_locations(cafile=settings.smtp_ca_file)
         if security == "ssl":
-            client = smtplib.SMTP_SSL(
-                host,
-                port,
-                timeout=settings.smtp_timeout_seconds,
-                context=ssl.create_default_context(),
-            )
+            client = smtplib.SMTP_SSL(host, port, timeout=settings.smtp_timeout_seconds, context=context)
         else:
             client = smtplib.SMTP(host, port, timeout=settings.smtp_timeout_seconds)
         with client:
             if security == "starttls":
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=context)
             if settings.smtp_username:
                 password = (
                     settings.smtp_password.get_secret_value() if settings.smtp_password else ""
@@ -120,6 +118,11 @@ def _reason(exc: Exception) -> str:
         return f"the server answered SMTP {exc.smtp_code}"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "the server closed the connection"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            "the server's TLS certificate is not trusted (for a private CA, set WATERLINE_SMTP_CA_FILE "
+            "to its PEM file)"
+        )
     if isinstance(exc, ssl.SSLError):
         return "the TLS handshake failed"
     if isinstance(exc, TimeoutError):

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: str = Field("starttls", description="starttls, ssl or none.")
     smtp_timeout_seconds: float = 30.0
+    smtp_ca_file: Path | None = Field(
+        None, description="PEM bundle of the CA(s) to trust for SMTP TLS besides the system's (a private CA)."
+    )
     mail_from: str = "Waterline <waterline@localhost>"
 
     webhook_timeout_seconds: float = Field(15.0, description="Whole-request timeout per attempt.")
