@@ -295,6 +295,26 @@ def bench_detect(
         print_detect_bench(console, figures)
 
 
+@bench_app.command("export")
+@plain_errors
+def bench_export(
+    readings: Annotated[int, typer.Option(help="Readings to load and export.")] = 10_000_000,
+    sensors: Annotated[int, typer.Option(help="Sensors they are spread over.")] = 100,
+    fmt: Annotated[str, typer.Option("--format", help="Export format.")] = "csv",
+    as_json: JsonOption = False,
+    keep: KeepOption = False,
+) -> None:
+    """Time an export of N readings (goal: CSV at 1M rows/s) and its peak memory, on a throwaway database."""
+    quiet_prefect()
+    from tasks.bench_export import print_export_bench, run_export_bench
+
+    figures = run_export_bench(readings, sensors, fmt, keep=keep)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_export_bench(console, figures)
+
+
 @bench_app.command("report")
 @plain_errors
 def bench_report(
@@ -658,6 +678,10 @@ def _at_time(reading: dict | None) -> str | None:
 from flows.cli_compliance import compliance_app  # noqa: E402
 
 app.add_typer(compliance_app, name="compliance")
+
+from flows.cli_exports import exports_app  # noqa: E402
+
+app.add_typer(exports_app, name="export")
 
 reports_app = typer.Typer(help="The regulator's reports: list them, e-mail one again.", no_args_is_help=True)
 app.add_typer(reports_app, name="reports")

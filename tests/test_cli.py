@@ -49,6 +49,14 @@ COMMANDS = [
     ["compliance", "history"],
     ["reports", "list"],
     ["reports", "resend"],
+    ["bench", "export"],
+    ["export", "sensor-data"],
+    ["export", "alerts"],
+    ["export", "incidents"],
+    ["export", "water-usage"],
+    ["export", "system-health"],
+    ["export", "audit-log"],
+    ["export", "bulk"],
 ]
 
 

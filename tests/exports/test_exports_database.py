@@ -1,0 +1,128 @@
+"""Exports against real databases (SQLite and PostgreSQL): rows, filters, formats, the archive, the
+CLI, and never another municipality's data."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import polars as pl
+import pytest
+from pypdf import PdfReader
+from typer.testing import CliRunner
+
+from flows.cli_exports import exports_app
+from tasks.exports.export import run_export
+from tasks.exports.request import KINDS, make_request
+
+
+def _csv(result: dict) -> pl.DataFrame:
+    return pl.read_csv(result["location"], infer_schema_length=0)
+
+
+def test_sensor_data_csv_has_every_reading_with_its_qc_flag(towns, tmp_path):
+    result = run_export(make_request("sensor_data", "a", "2026-04-02", None, "csv"), str(tmp_path) + "/")
+    frame = _csv(result)
+    assert result["rows"] == frame.height == 144 + 144  # the flow sensor's 145th reading is the next day
+    assert frame.columns == [
+        "station_id",
+        "sensor_id",
+        "parameter",
+        "unit",
+        "observed_at",
+        "value",
+        "qc_flag",
+        "qc_status",
+    ]
+    assert frame.row(0) == ("a-plant", "a-flow", "flow", "m3/h", "2026-04-01T22:00:00Z", "30.0", "1", "good")
+    ph = frame.filter(pl.col("sensor_id") == "a-ph")
+    assert ph.row(0) == ("a-plant", "a-ph", "ph", "pH", "2026-04-01T22:00:00Z", "7.25", "4", "fail")
+    assert ph["qc_status"].value_counts().sort("qc_status").rows() == [("fail", 15), ("good", 129)]
+
+
+def test_qc_status_filter_keeps_only_those_readings(towns, tmp_path):
+    request = make_request("sensor_data", "a", "2026-04-02", None, "csv", parameter="ph", status="fail")
+    frame = _csv(run_export(request, str(tmp_path / "fail.csv")))
+    assert frame["qc_status"].unique().to_list() == ["fail"]
+    assert frame.height == 15
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "bulk"])
+def test_no_export_holds_another_municipalitys_data(towns, tmp_path, kind):
+    fmt = "json"
+    result = run_export(make_request(kind, "a", "2026-04-01", "2026-04-03", fmt), str(tmp_path) + "/")
+    if kind == "bulk":
+        with zipfile.ZipFile(result["location"]) as zf:
+            text = "".join(zf.read(name).decode("latin-1") for name in zf.namelist())
+    else:
+        text = open(result["location"], encoding="utf-8").read()
+    assert "b-" not in text and "999" not in text and "9.99" not in text
+
+
+@pytest.mark.parametrize("option", [("sensor", "b-ph"), ("station", "b-plant")])
+def test_a_sensor_or_station_of_another_municipality_is_refused(towns, tmp_path, option):
+    name, value = option
+    out = tmp_path / "out"
+    out.mkdir()
+    for kind in ("sensor_data", "alerts", "incidents", "bulk"):
+        request = make_request(kind, "a", "2026-04-02", None, "csv", **{name: value})
+        with pytest.raises(ValueError, match=f"municipality 'a' has no {name} '{value}'"):
+            run_export(request, str(out))
+    assert list(out.iterdir()) == []
+
+
+def test_water_usage_is_the_integrated_flow_per_local_day(towns, tmp_path):
+    frame = _csv(run_export(make_request("water_usage", "a", "2026-04-02", None, "csv"), str(tmp_path) + "/"))
+    # 30 m3/h over the whole Berlin day (144 ten-minute intervals) = 720 m3
+    assert frame.rows() == [("2026-04-02", "a-plant", "Plant", "720.0", "1", "144", "24.0")]
+
+
+def test_incident_csv_and_xlsx_neutralise_a_formula_and_the_pdf_is_readable(towns, tmp_path):
+    csv = _csv(run_export(make_request("incidents", "a", "2026-04-02", None, "csv"), str(tmp_path) + "/"))
+    assert csv["summary"].to_list() == ["'=cmd|' /C calc'!A0 at a"]
+    pdf = run_export(make_request("incidents", "a", "2026-04-02", None, "pdf"), str(tmp_path) + "/")
+    text = "".join(page.extract_text() for page in PdfReader(pdf["location"]).pages)
+    assert "Incidents of a" in text and "limit" not in text.split("Incidents of a")[0]
+    assert "=cmd" in text and "a-ph" in text and "b-ph" not in text
+
+
+def test_bulk_is_one_zip_of_every_kind_two_pdfs_and_a_manifest(towns, tmp_path):
+    result = run_export(make_request("bulk", "a", "2026-04-02", None, "parquet"), str(tmp_path) + "/")
+    with zipfile.ZipFile(result["location"]) as zf:
+        names = sorted(zf.namelist())
+        manifest = json.loads(zf.read("manifest.json"))
+        readings = pl.read_parquet(io.BytesIO(zf.read("a_sensor_data_2026-04-02_2026-04-02.parquet")))
+    assert names == sorted(
+        ["manifest.json"]
+        + [f"a_{kind}_2026-04-02_2026-04-02.parquet" for kind in KINDS]
+        + ["a_incidents_2026-04-02_2026-04-02.pdf", "a_system_health_2026-04-02_2026-04-02.pdf"]
+    )
+    assert manifest["rows"]["a_sensor_data_2026-04-02_2026-04-02.parquet"] == readings.height == 288
+    assert manifest["rows"]["a_audit_log_2026-04-02_2026-04-02.parquet"] == 1
+
+
+def test_export_to_object_storage_by_default(towns):
+    result = run_export(make_request("audit_log", "a", "2026-04-02", None, "jsonl"))
+    assert result["location"].startswith("file://")
+    assert result["location"].endswith("exports/a/audit_log/a_audit_log_2026-04-02_2026-04-02.jsonl")
+
+
+def test_cli_writes_the_file_and_says_where(towns, tmp_path):
+    out = tmp_path / "alerts.csv"
+    runner = CliRunner()
+    done = runner.invoke(
+        exports_app, ["alerts", "-m", "a", "--from", "2026-04-02", "--severity", "high", "-o", str(out)]
+    )
+    assert done.exit_code == 0, done.output
+    assert "wrote 1 rows of alerts" in done.output
+    assert _csv({"location": out})["sensor_id"].to_list() == ["a-ph"]
+
+
+def test_cli_bad_input_is_one_sentence(towns):
+    runner = CliRunner()
+    done = runner.invoke(exports_app, ["sensor-data", "-m", "nowhere", "--from", "2026-04-02"])
+    assert done.exit_code == 1
+    assert done.output.strip() == "error: unknown municipality 'nowhere'"
+    done = runner.invoke(exports_app, ["sensor-data", "-m", "a", "--from", "2026-04-02", "--sensor", "b-ph"])
+    assert done.output.strip() == "error: municipality 'a' has no sensor 'b-ph'"
