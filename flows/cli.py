@@ -162,6 +162,19 @@ def run_monthly(
     _print_stages(monthly_compliance(month=month, municipality=municipality))
 
 
+@run_app.command("backfill")
+@plain_errors
+def run_backfill(
+    from_day: Annotated[str, typer.Option("--from", help="First local day, YYYY-MM-DD.")],
+    to_day: Annotated[str, typer.Option("--to", help="Last local day, YYYY-MM-DD (included).")],
+    municipality: Annotated[str | None, typer.Option("--municipality", "-m", help="Only this one.")] = None,
+) -> None:
+    """Recompute the aggregates of a range of days (and the weeks and months they end), idempotently."""
+    from flows.backfill import backfill
+
+    _print_stages(backfill(date.fromisoformat(from_day), date.fromisoformat(to_day), municipality))
+
+
 @run_app.command("hourly")
 @plain_errors
 def run_hourly() -> None:
@@ -293,6 +306,24 @@ def bench_detect(
         typer.echo(json.dumps(figures, indent=2))
     else:
         print_detect_bench(console, figures)
+
+
+@bench_app.command("analytics")
+@plain_errors
+def bench_analytics(
+    readings: Annotated[int, typer.Option(help="Readings to generate and aggregate.")] = 10_000_000,
+    repeats: Annotated[int, typer.Option(help="Runs of each step; the fastest counts.")] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """Time aggregation into hour, day, week and month buckets beside a bare Polars group_by_dynamic."""
+    quiet_prefect()
+    from tasks.bench_analytics import print_analytics_bench, run_analytics_bench
+
+    figures = run_analytics_bench(readings, repeats)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_analytics_bench(console, figures)
 
 
 @bench_app.command("export")

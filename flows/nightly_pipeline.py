@@ -8,6 +8,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.analytics import compute_aggregates
+from tasks.analytics.insights import publish_insights
 from tasks.anomalies import detect_anomalies
 from tasks.compliance import judge_compliance
 from tasks.ingest import ingest_municipality, sync_registries
@@ -40,6 +41,7 @@ def nightly_pipeline(day: date | None = None) -> dict:
     qc = run_stage("flag_readings", flag_readings, loaded, days)
     loaded = qc.succeeded(loaded)  # ingested and QC-flagged: every later stage reads the flags
     aggregate = run_stage("aggregate", compute_aggregates, loaded, days)
+    insights = run_stage("publish_insights", publish_insights, aggregate.succeeded(loaded), days)
     anomalies = run_stage("detect_anomalies", detect_anomalies, aggregate.succeeded(loaded), days)
     maintenance = run_stage("score_sensors", score_sensor_health, loaded, days)
     compliance = run_stage("judge_compliance", judge_compliance, aggregate.succeeded(loaded), days)
@@ -48,5 +50,6 @@ def nightly_pipeline(day: date | None = None) -> dict:
     webhooks = run_stage("deliver_webhooks", deliver_endpoint, find_due_endpoints())
 
     return publish_run_summary(
-        day, [ingest, qc, aggregate, anomalies, maintenance, compliance, reports, emails, webhooks]
+        day,
+        [ingest, qc, aggregate, insights, anomalies, maintenance, compliance, reports, emails, webhooks],
     )

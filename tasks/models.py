@@ -197,19 +197,51 @@ class SourceCursor(Base):
 
 
 class Aggregate(Base):
+    """Statistics of one sensor over one local hour, day, week (from Monday) or month; a week or
+    month is written once it is over. Quantiles interpolate linearly between closest ranks."""
+
     __tablename__ = "aggregates"
 
     sensor_id: Mapped[str] = mapped_column(ForeignKey("sensors.id"), primary_key=True)
-    resolution: Mapped[str] = mapped_column(String(8), primary_key=True)  # hour | day
+    resolution: Mapped[str] = mapped_column(String(8), primary_key=True)  # hour | day | week | month
     bucket_start: Mapped[datetime] = mapped_column(primary_key=True)
     municipality_id: Mapped[str] = tenant_column()
     count_readings: Mapped[int] = mapped_column(Integer)
     count_excluded: Mapped[int] = mapped_column(Integer, default=0)
+    count_expected: Mapped[int | None] = mapped_column(Integer)  # from the sensor's cadence
+    coverage_pct: Mapped[float | None] = mapped_column(Float)  # received / expected, at most 100
     value_mean: Mapped[float | None] = mapped_column(Float)
     value_min: Mapped[float | None] = mapped_column(Float)
     value_max: Mapped[float | None] = mapped_column(Float)
     value_std: Mapped[float | None] = mapped_column(Float)
+    value_median: Mapped[float | None] = mapped_column(Float)
+    value_p95: Mapped[float | None] = mapped_column(Float)
+    value_p99: Mapped[float | None] = mapped_column(Float)
     computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Insight(Base):
+    """A plain-language sentence about one sensor's trend or change over a period, with its figures."""
+
+    __tablename__ = "insights"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = tenant_column()
+    sensor_id: Mapped[str] = mapped_column(ForeignKey("sensors.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # week_on_week | month_on_month | year_on_year
+    period_start: Mapped[date] = mapped_column(Date)  # local first day of the later period
+    period_end: Mapped[date] = mapped_column(Date)  # local day after it
+    value_mean: Mapped[float | None] = mapped_column(Float)
+    previous_mean: Mapped[float | None] = mapped_column(Float)
+    change_pct: Mapped[float | None] = mapped_column(Float)
+    slope_per_day: Mapped[float | None] = mapped_column(Float)
+    r_squared: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    is_significant: Mapped[bool] = mapped_column(Boolean, default=False)
+    sentence: Mapped[str] = mapped_column(Text)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("sensor_id", "kind", "period_start"),)
 
 
 class Incident(Base):

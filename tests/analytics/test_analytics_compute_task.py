@@ -49,7 +49,9 @@ def test_aggregates_are_upserted_once_and_a_rerun_changes_nothing(database, seed
     again = compute_aggregates.fn("riverton", DAY)
 
     assert first["rows"] == 23 * 6
-    assert first["details"]["buckets"] == 24 and first["details"]["buckets_written"] == 24
+    # 23 hours, the day, and the week it ends (a Sunday: Monday 2 to Sunday 8 March)
+    assert first["details"]["buckets"] == 25 and first["details"]["buckets_written"] == 25
+    assert first["details"]["periods_ended"] == ["week 2026-03-02"]
     assert first["details"]["hours_in_day"] == 23
     assert again["details"]["buckets_written"] == 0
     assert_frame_equal(_stored(), stored)
@@ -58,7 +60,7 @@ def test_aggregates_are_upserted_once_and_a_rerun_changes_nothing(database, seed
     assert day_row["count_readings"] == 138
 
 
-def test_a_late_reading_rewrites_only_its_hour_and_its_day(database, seed):
+def test_a_rerun_with_a_new_reading_rewrites_only_its_hour_day_and_the_week_the_day_ends(database, seed):
     with begin() as conn:
         batch = seed.municipality(conn, "riverton", "UTC", {"rv-ph": "ph"})
         seed.readings(conn, "riverton", batch, _day_of_readings("rv-ph", "UTC", 7.0))
@@ -79,10 +81,11 @@ def test_a_late_reading_rewrites_only_its_hour_and_its_day(database, seed):
     after = _stored()
     changed = after.join(before, on=["sensor_id", "resolution", "bucket_start"], suffix="_before")
     changed = changed.filter(pl.col("count_readings") != pl.col("count_readings_before"))
-    assert result["details"]["buckets_written"] == 2
+    assert result["details"]["buckets_written"] == 3
     assert changed.select("resolution", "bucket_start", "count_readings").rows() == [
         ("day", datetime(2026, 3, 8, tzinfo=UTC), 145),
         ("hour", datetime(2026, 3, 8, 5, tzinfo=UTC), 7),
+        ("week", datetime(2026, 3, 2, tzinfo=UTC), 145),  # only the 8th has readings
     ]
 
 
