@@ -326,6 +326,25 @@ def bench_analytics(
         print_analytics_bench(console, figures)
 
 
+@bench_app.command("webhooks")
+@plain_errors
+def bench_webhooks(
+    events: Annotated[int, typer.Option(help="Events written to the outbox, spread evenly.")] = 10_000,
+    endpoints: Annotated[int, typer.Option(help="Local HTTP receivers, one municipality each.")] = 50,
+    as_json: JsonOption = False,
+    keep: KeepOption = False,
+) -> None:
+    """Dispatch a storm of events to local receivers: deliveries per second, p95 latency, task runs."""
+    quiet_prefect()
+    from tasks.bench_webhooks import print_webhooks_bench, run_webhooks_bench
+
+    figures = run_webhooks_bench(events=events, endpoints=endpoints, keep=keep)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_webhooks_bench(console, figures)
+
+
 @bench_app.command("export")
 @plain_errors
 def bench_export(
@@ -709,6 +728,10 @@ def _at_time(reading: dict | None) -> str | None:
 from flows.cli_compliance import compliance_app  # noqa: E402
 
 app.add_typer(compliance_app, name="compliance")
+
+from flows.cli_webhooks import webhooks_app  # noqa: E402
+
+app.add_typer(webhooks_app, name="webhooks")
 
 from flows.cli_exports import exports_app  # noqa: E402
 

@@ -57,6 +57,19 @@ COMMANDS = [
     ["export", "system-health"],
     ["export", "audit-log"],
     ["export", "bulk"],
+    ["bench", "analytics"],
+    ["bench", "webhooks"],
+    ["run", "backfill"],
+    ["webhooks", "add"],
+    ["webhooks", "list"],
+    ["webhooks", "show"],
+    ["webhooks", "update"],
+    ["webhooks", "remove"],
+    ["webhooks", "rotate-secret"],
+    ["webhooks", "test"],
+    ["webhooks", "stats"],
+    ["webhooks", "deliveries"],
+    ["webhooks", "redeliver"],
 ]
 
 

@@ -1,16 +1,23 @@
 """The delivery ledger: which deliveries are due, claiming them, and recording each attempt.
 
-A delivery is claimed by pushing its `next_attempt_at` forward by a lease (on PostgreSQL the
-claiming select also uses `for update skip locked`), so two workers never send the same attempt;
-if a worker dies, the lease runs out and the delivery is sent again (at least once).
+A delivery is claimed by pushing its `next_attempt_at` forward by a lease, in a transaction that
+commits before anything is sent (on PostgreSQL the claiming select also uses `for update skip
+locked`), so two workers never send the same attempt. The attempts are recorded after they come
+back. If the worker dies in between, the lease runs out and the delivery is sent again under the
+same `webhook-id`: delivery is at least once, never at most once.
+
+An endpoint that has answered nothing but failures for `FAILING_DAYS_BEFORE_DISABLING` days is
+disabled, with the reason in `disabled_reason` (the stats show it), an audit entry, and a warning
+in the log; so is one that answers 410 Gone.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from tasks.database import begin
 from tasks.models import (
@@ -20,8 +27,12 @@ from tasks.models import (
     WebhookSubscription,
     utcnow,
 )
-from tasks.webhooks.retries import AttemptResult, next_delivery_state
+from tasks.webhooks.retries import AttemptResult, describe_failure, next_delivery_state
 from tasks.webhooks.subscriptions import disable_subscription
+
+FAILING_DAYS_BEFORE_DISABLING = 5
+ACTOR = "webhook-delivery"
+log = logging.getLogger(__name__)
 
 
 def due_subscription_ids(conn: Connection | None = None, now: datetime | None = None) -> list[int]:
@@ -116,7 +127,8 @@ def record_attempts(
     results: list[AttemptResult],
     rng: random.Random | None = None,
 ) -> dict:
-    """Store each attempt, move each delivery on (or release it if unsent), disable on 410."""
+    """Store each attempt, move each delivery on (or release it if unsent); disable the endpoint
+    on 410 Gone or after 5 days of failures. Returns counts, and the reason when it disabled."""
     municipality_id = subscription["municipality_id"]
     by_id = {row["id"]: row for row in claimed}
     if results:
@@ -163,20 +175,74 @@ def record_attempts(
             .values(next_attempt_at=bindparam("next_attempt_at")),
             released,
         )
-    gone = next((r for r in results if r.gone), None)
-    if gone is not None:
-        disable_subscription(
-            conn,
-            subscription["id"],
-            f"the endpoint answered 410 Gone at {gone.attempted_at.isoformat(timespec='seconds')}",
-            actor="webhook-delivery",
-        )
     statuses = [s["status"] for s in states]
-    return {
+    figures = {
         "attempts": len(results),
         "succeeded": statuses.count("succeeded"),
         "failed": statuses.count("pending"),
         "dead": statuses.count("dead"),
         "released": len(released),
-        "disabled": int(gone is not None),
+        "disabled": 0,
+        "disabled_reason": None,
     }
+    reason = _disabling_reason(conn, subscription, results)
+    if reason is not None and _still_active(conn, subscription):
+        disable_subscription(conn, subscription["id"], reason, actor=ACTOR)
+        log.warning("webhook subscription %s disabled: %s", subscription["id"], reason)
+        figures.update(disabled=1, disabled_reason=reason)
+    return figures
+
+
+def _disabling_reason(
+    conn: Connection, subscription: dict, results: list[AttemptResult]
+) -> str | None:
+    """Why these results disable the endpoint (410 Gone, or failing for 5 days), else None."""
+    gone = next((r for r in results if r.gone), None)
+    if gone is not None:
+        return f"the endpoint answered 410 Gone at {gone.attempted_at.isoformat(timespec='seconds')}"
+    if not results or any(r.succeeded for r in results):
+        return None
+    now = max(r.attempted_at for r in results)
+    limit = timedelta(days=FAILING_DAYS_BEFORE_DISABLING)
+    created_at = subscription.get("created_at")
+    if created_at is not None and created_at > now - limit:
+        return None  # too young to have failed for that long
+    since = failing_since(conn, subscription["id"], subscription["municipality_id"])
+    if since is None or since > now - limit:
+        return None
+    return (
+        f"every attempt since {since.isoformat(timespec='seconds')} failed "
+        f"({FAILING_DAYS_BEFORE_DISABLING} days or more without a 2xx answer); "
+        f"last: {describe_failure(results[-1])}"
+    )
+
+
+def failing_since(conn: Connection, subscription_id: int, municipality_id: str) -> datetime | None:
+    """The first attempt after the endpoint's last success (its first ever if it never
+    succeeded), i.e. since when it has been failing; None when its last attempt succeeded."""
+    a, d = WebhookDeliveryAttempt, WebhookDelivery
+    joined = and_(d.id == a.delivery_id, d.municipality_id == a.municipality_id)
+    mine = and_(d.subscription_id == subscription_id, d.municipality_id == municipality_id)
+    last_success = (
+        select(func.max(a.attempted_at))
+        .join(d, joined)
+        .where(mine, a.status_code >= 200, a.status_code < 300)
+        .scalar_subquery()
+    )
+    return conn.execute(
+        select(func.min(a.attempted_at))
+        .join(d, joined)
+        .where(mine, or_(last_success.is_(None), a.attempted_at > last_success))
+    ).scalar()
+
+
+def _still_active(conn: Connection, subscription: dict) -> bool:
+    """Read again: another worker may have disabled it since `subscription` was loaded."""
+    return bool(
+        conn.execute(
+            select(WebhookSubscription.is_active).where(
+                WebhookSubscription.id == subscription["id"],
+                WebhookSubscription.municipality_id == subscription["municipality_id"],
+            )
+        ).scalar()
+    )

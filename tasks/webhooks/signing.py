@@ -10,6 +10,7 @@ from datetime import datetime
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
+MIN_SECRET_BYTES, MAX_SECRET_BYTES = 24, 64  # the range Standard Webhooks allows
 
 
 class WebhookSecret(str):
@@ -28,6 +29,22 @@ def generate_secret() -> WebhookSecret:
     """A new endpoint secret: `whsec_` + base64 of 32 random bytes."""
     raw = secrets.token_bytes(SECRET_BYTES)
     return WebhookSecret(SECRET_PREFIX + base64.b64encode(raw).decode("ascii"))
+
+
+def validate_secret(secret: str) -> WebhookSecret:
+    """A secret a person supplied, checked: `whsec_` + base64 of 24 to 64 bytes.
+
+    The error never repeats the value.
+    """
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a webhook secret starts with whsec_")
+    size = len(_key(secret))
+    if not MIN_SECRET_BYTES <= size <= MAX_SECRET_BYTES:
+        raise ValueError(
+            f"a webhook secret carries {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES} bytes after whsec_, "
+            f"this one {size}"
+        )
+    return WebhookSecret(secret)
 
 
 def _key(secret: str) -> bytes:

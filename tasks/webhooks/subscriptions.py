@@ -1,22 +1,30 @@
-"""Webhook subscriptions of a municipality: add, list (never with secrets), rotate, disable."""
+"""Webhook subscriptions of a municipality: add, list and show (never with secrets), update,
+enable or disable, rotate the secret, remove. Every change is audited without the secret."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Connection, exists, insert, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from tasks.audit import record_audit
-from tasks.models import Municipality, WebhookSubscription, utcnow
+from tasks.models import (
+    Municipality,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookSubscription,
+    utcnow,
+)
 from tasks.settings import get_settings
 from tasks.webhooks.addresses import check_endpoint
 from tasks.webhooks.outbox import EVENT_TYPES
-from tasks.webhooks.signing import WebhookSecret, generate_secret
+from tasks.webhooks.signing import WebhookSecret, generate_secret, validate_secret
 
 ACTOR = "waterline"
+MAX_OVERLAP_HOURS = 720  # 30 days
 
-# What list_subscriptions shows: every column except secret and previous_secret.
+# What list and show return: every column except secret and previous_secret.
 _PUBLIC_COLUMNS = (
     WebhookSubscription.id,
     WebhookSubscription.municipality_id,
@@ -26,7 +34,7 @@ _PUBLIC_COLUMNS = (
     WebhookSubscription.disabled_reason,
     WebhookSubscription.description,
     WebhookSubscription.created_at,
-    WebhookSubscription.previous_secret_expires_at,
+    WebhookSubscription.previous_secret_expires_at.label("rotating_until"),
 )
 
 
@@ -38,7 +46,7 @@ def validate_event_types(event_types: list[str]) -> list[str]:
     """The event types, de-duplicated in order; each must be a known type or "*"."""
     if isinstance(event_types, str):
         event_types = [event_types]
-    wanted = list(dict.fromkeys(event_types))
+    wanted = list(dict.fromkeys(t.strip() for t in event_types if t.strip()))
     if not wanted:
         raise SubscriptionError('choose at least one event type (or "*" for all)')
     unknown = [t for t in wanted if t != "*" and t not in EVENT_TYPES]
@@ -50,6 +58,15 @@ def validate_event_types(event_types: list[str]) -> list[str]:
     return ["*"] if "*" in wanted else wanted
 
 
+def _checked_secret(secret: str | None) -> WebhookSecret:
+    if secret is None:
+        return generate_secret()
+    try:
+        return validate_secret(secret)
+    except ValueError as exc:
+        raise SubscriptionError(str(exc)) from None
+
+
 def add_subscription(
     conn: Connection,
     municipality_id: str,
@@ -57,14 +74,18 @@ def add_subscription(
     event_types: list[str],
     description: str | None = None,
     *,
+    secret: str | None = None,
     actor: str = ACTOR,
 ) -> tuple[int, WebhookSecret]:
-    """Subscribe `url` to a municipality's events; returns (id, secret). Show the secret once."""
+    """Subscribe `url` to a municipality's events; returns (id, secret). Show the secret once.
+
+    The secret is generated unless one is given (`whsec_` + base64 of 24 to 64 bytes).
+    """
     types = validate_event_types(event_types)
     check_endpoint(url)
     if not conn.execute(select(exists().where(Municipality.id == municipality_id))).scalar():
         raise SubscriptionError(f"unknown municipality {municipality_id!r}")
-    secret = generate_secret()
+    secret = _checked_secret(secret)
     try:
         subscription_id = conn.execute(
             insert(WebhookSubscription)
@@ -89,41 +110,124 @@ def add_subscription(
         action="webhook_subscription.added",
         entity_type="webhook_subscription",
         entity_id=subscription_id,
-        details={"url": url, "event_types": types},
+        details={"url": url, "event_types": types, "description": description},
     )
     return subscription_id, secret
 
 
-def list_subscriptions(conn: Connection, municipality_id: str) -> list[dict]:
-    """A municipality's subscriptions, oldest first, without their secrets."""
-    rows = conn.execute(
-        select(*_PUBLIC_COLUMNS)
-        .where(WebhookSubscription.municipality_id == municipality_id)
-        .order_by(WebhookSubscription.id)
-    ).mappings()
-    return [
-        {
-            **{k: v for k, v in row.items() if k != "previous_secret_expires_at"},
-            "rotating_until": row["previous_secret_expires_at"],
-        }
-        for row in rows
-    ]
+def list_subscriptions(conn: Connection, municipality_id: str | None) -> list[dict]:
+    """A municipality's subscriptions (every one when None), oldest first, without their secrets."""
+    query = select(*_PUBLIC_COLUMNS).order_by(WebhookSubscription.id)
+    if municipality_id is not None:
+        query = query.where(WebhookSubscription.municipality_id == municipality_id)
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def _municipality_of(conn: Connection, subscription_id: int) -> str:
-    municipality_id = conn.execute(
-        select(WebhookSubscription.municipality_id).where(WebhookSubscription.id == subscription_id)
-    ).scalar()
-    if municipality_id is None:
-        raise SubscriptionError(f"no webhook subscription {subscription_id}")
-    return municipality_id
+def get_subscription(
+    conn: Connection, subscription_id: int, municipality_id: str | None = None
+) -> dict:
+    """One subscription without its secrets, or SubscriptionError; `municipality_id` scopes it."""
+    query = select(*_PUBLIC_COLUMNS).where(WebhookSubscription.id == subscription_id)
+    if municipality_id is not None:
+        query = query.where(WebhookSubscription.municipality_id == municipality_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        where = f" of {municipality_id}" if municipality_id is not None else ""
+        raise SubscriptionError(f"no webhook subscription {subscription_id}{where}")
+    return dict(row)
 
 
-def rotate_secret(conn: Connection, subscription_id: int, *, actor: str = ACTOR) -> WebhookSecret:
-    """Give a subscription a new secret; the old one keeps signing for the overlap window."""
-    municipality_id = _municipality_of(conn, subscription_id)
-    now = utcnow()
-    overlap = timedelta(hours=get_settings().webhook_secret_overlap_hours)
+def _municipality_of(
+    conn: Connection, subscription_id: int, municipality_id: str | None = None
+) -> str:
+    return get_subscription(conn, subscription_id, municipality_id)["municipality_id"]
+
+
+def update_subscription(
+    conn: Connection,
+    subscription_id: int,
+    *,
+    url: str | None = None,
+    event_types: list[str] | None = None,
+    description: str | None = None,
+    active: bool | None = None,
+    reason: str | None = None,
+    municipality_id: str | None = None,
+    actor: str = ACTOR,
+) -> tuple[dict, dict]:
+    """Change a subscription's URL, event types, description or state; returns (row, changes).
+
+    `active=False` needs a `reason` (kept as `disabled_reason`); `active=True` clears it. Only
+    fields that really change are written and audited as `{field: [before, after]}`.
+    """
+    if active is False and not (reason or "").strip():
+        raise SubscriptionError("say why the subscription is disabled (--reason)")
+    if reason is not None and active is not False:
+        raise SubscriptionError("a reason goes with disabling the subscription (--disable)")
+    before = get_subscription(conn, subscription_id, municipality_id)
+    wanted: dict = {}
+    if url is not None:
+        check_endpoint(url)
+        wanted["url"] = url
+    if event_types is not None:
+        wanted["event_types"] = validate_event_types(event_types)
+    if description is not None:
+        wanted["description"] = description or None
+    if active is True:
+        wanted |= {"is_active": True, "disabled_reason": None}
+    elif active is False:
+        wanted |= {"is_active": False, "disabled_reason": reason.strip()}
+    if not wanted:
+        raise SubscriptionError(
+            "nothing to update: give --url, --events, --description, --enable or --disable"
+        )
+    changes = {k: [before[k], v] for k, v in wanted.items() if before[k] != v}
+    if not changes:
+        return before, {}
+    conn.execute(
+        update(WebhookSubscription)
+        .where(
+            WebhookSubscription.id == subscription_id,
+            WebhookSubscription.municipality_id == before["municipality_id"],
+        )
+        .values({k: after for k, (_, after) in changes.items()})
+    )
+    record_audit(
+        conn,
+        municipality_id=before["municipality_id"],
+        actor=actor,
+        action=_update_action(active, changes),
+        entity_type="webhook_subscription",
+        entity_id=subscription_id,
+        details={"changes": changes},
+    )
+    return get_subscription(conn, subscription_id), changes
+
+
+def _update_action(active: bool | None, changes: dict) -> str:
+    if "is_active" in changes:
+        return "webhook_subscription.enabled" if active else "webhook_subscription.disabled"
+    return "webhook_subscription.updated"
+
+
+def rotate_secret(
+    conn: Connection,
+    subscription_id: int,
+    *,
+    overlap_hours: float | None = None,
+    municipality_id: str | None = None,
+    actor: str = ACTOR,
+) -> WebhookSecret:
+    """Give a subscription a new secret; the old one keeps signing for the overlap window.
+
+    The overlap defaults to `webhook_secret_overlap_hours`; 0 retires the old secret at once.
+    A secret older than the current one (an earlier rotation still overlapping) stops signing.
+    """
+    hours = get_settings().webhook_secret_overlap_hours if overlap_hours is None else overlap_hours
+    if not 0 <= hours <= MAX_OVERLAP_HOURS:
+        raise SubscriptionError(f"the overlap is 0 to {MAX_OVERLAP_HOURS} hours, not {hours:g}")
+    municipality_id = _municipality_of(conn, subscription_id, municipality_id)
+    until = utcnow() + timedelta(hours=hours)
     secret = generate_secret()
     try:
         conn.execute(
@@ -134,7 +238,7 @@ def rotate_secret(conn: Connection, subscription_id: int, *, actor: str = ACTOR)
             )
             .values(
                 previous_secret=WebhookSubscription.secret,
-                previous_secret_expires_at=now + overlap,
+                previous_secret_expires_at=until,
                 secret=str(secret),
             )
         )
@@ -148,7 +252,7 @@ def rotate_secret(conn: Connection, subscription_id: int, *, actor: str = ACTOR)
         action="webhook_subscription.secret_rotated",
         entity_type="webhook_subscription",
         entity_id=subscription_id,
-        details={"previous_secret_expires_at": (now + overlap).isoformat()},
+        details={"previous_secret_expires_at": until.isoformat(), "overlap_hours": hours},
     )
     return secret
 
@@ -175,3 +279,46 @@ def disable_subscription(
         entity_id=subscription_id,
         details={"reason": reason},
     )
+
+
+def remove_subscription(
+    conn: Connection,
+    subscription_id: int,
+    *,
+    municipality_id: str | None = None,
+    actor: str = ACTOR,
+) -> dict:
+    """Delete a subscription with its deliveries and their attempts; the events stay in the outbox.
+
+    Returns how many deliveries went, by status (pending ones will never be sent).
+    """
+    subscription = get_subscription(conn, subscription_id, municipality_id)
+    m = subscription["municipality_id"]
+    mine = (WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.municipality_id == m)
+    counts = dict(
+        conn.execute(
+            select(WebhookDelivery.status, func.count()).where(*mine).group_by(WebhookDelivery.status)
+        ).all()
+    )
+    conn.execute(
+        delete(WebhookDeliveryAttempt).where(
+            WebhookDeliveryAttempt.municipality_id == m,
+            WebhookDeliveryAttempt.delivery_id.in_(select(WebhookDelivery.id).where(*mine)),
+        )
+    )
+    conn.execute(delete(WebhookDelivery).where(*mine))
+    conn.execute(
+        delete(WebhookSubscription).where(
+            WebhookSubscription.id == subscription_id, WebhookSubscription.municipality_id == m
+        )
+    )
+    record_audit(
+        conn,
+        municipality_id=m,
+        actor=actor,
+        action="webhook_subscription.removed",
+        entity_type="webhook_subscription",
+        entity_id=subscription_id,
+        details={"url": subscription["url"], "deliveries": counts},
+    )
+    return counts

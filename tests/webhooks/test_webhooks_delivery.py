@@ -1,7 +1,10 @@
+import hashlib
 import json
 import threading
+import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from tasks.database import begin, get_engine
@@ -328,8 +331,14 @@ def test_large_payload_arrives_as_a_link_to_the_full_copy(allow_loopback, receiv
     [request] = receiver.requests
     assert all(request.verified.values())
     key = f"webhooks/riverton/{event_id}.json"
-    assert json.loads(request.body)["data"] == {"truncated": True, "url": object_store().url(key)}
-    assert json.loads(object_store().get_bytes(key))["data"] == data
+    stored = object_store().get_bytes(key)
+    assert json.loads(request.body)["data"] == {
+        "truncated": True,
+        "url": object_store().url(key),
+        "sha256": hashlib.sha256(stored).hexdigest(),
+        "size_bytes": len(stored),
+    }
+    assert json.loads(stored)["data"] == data
 
 
 def test_one_keep_alive_client_with_bounded_concurrency(allow_loopback, receiver, monkeypatch):
@@ -397,3 +406,75 @@ def test_a_second_worker_skips_claimed_deliveries_on_postgresql(allow_loopback_p
         assert claim_due_deliveries(conn, sid, "riverton", now, lease, 10) == []
     assert due_subscription_ids() == []
     assert deliver_endpoint.fn(sid)["rows"] == 0
+
+
+def _task_run_names(flow_run_id) -> list[str]:
+    """The task runs Prefect recorded in a flow run (they arrive as events: wait until steady)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    names, steady = None, 0
+    with get_client(sync_client=True) as client:
+        for _ in range(100):
+            now = sorted(r.name for r in client.read_task_runs(flow_run_filter=flow_filter))
+            steady = steady + 1 if now == names else 0
+            names = now
+            if steady == 5:
+                break
+            time.sleep(0.1)
+    return names
+
+
+def test_a_dispatch_run_has_one_task_run_per_endpoint_and_no_other(
+    allow_loopback_postgres, make_receiver, prefect_server
+):
+    from flows.dispatch_webhooks import dispatch_webhooks
+
+    receivers = [make_receiver(), make_receiver()]
+    sids = [_subscribe(receivers[0], "riverton")[0], _subscribe(receivers[1], "lakeside")[0]]
+    for n in range(5):
+        _event("riverton", key=f"r{n}")
+        _event("lakeside", key=f"l{n}")
+
+    state = dispatch_webhooks(return_state=True)
+
+    summary = state.result()
+    assert summary["stages"]["deliver_webhooks"]["items"] == 2
+    assert summary["stages"]["deliver_webhooks"]["rows"] == 10
+    assert [len(r.requests) for r in receivers] == [5, 5]
+    names = _task_run_names(state.state_details.flow_run_id)
+    assert names == sorted(f"deliver-webhooks-{sid}" for sid in sids)
+
+
+def test_the_bench_delivers_every_event_once_with_one_task_run_per_endpoint(
+    postgres_database, prefect_server
+):
+    from rich.console import Console
+
+    from tasks.bench_webhooks import print_webhooks_bench, run_webhooks_bench
+
+    figures = run_webhooks_bench(events=40, endpoints=4)
+
+    assert figures["database"] == "postgresql"
+    assert (figures["events"], figures["endpoints"], figures["endpoints_dispatched"]) == (40, 4, 4)
+    assert (figures["deliveries_succeeded"], figures["deliveries_pending"], figures["attempts"]) == (
+        40,
+        0,
+        40,
+    )
+    assert figures["receivers"] == {"requests": 40, "distinct_ids": 40}
+    assert (figures["lost"], figures["task_runs"]) == (0, 4)
+    assert figures["latency_p50_ms"] <= figures["latency_p95_ms"]
+    console = Console(record=True, width=120)
+    print_webhooks_bench(console, figures)
+    text = console.export_text()
+    assert "40 events to 4 local endpoints on postgresql" in text
+    assert "Prefect task runs in the dispatch" in text and "0 lost" in text
+
+
+def test_the_bench_refuses_an_empty_storm_with_a_sentence():
+    from tasks.bench_webhooks import run_webhooks_bench
+
+    with pytest.raises(ValueError, match="at least one event and one endpoint"):
+        run_webhooks_bench(events=0, endpoints=50)

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -108,10 +109,16 @@ def test_large_payload_is_replaced_by_a_link_to_the_full_copy(home):
     assert len(body) < MAX_PAYLOAD_BYTES
     sent = json.loads(body)
     store = object_store()
+    full = serialize(payload)
     assert sent == {
         "type": "report.published",
         "timestamp": T0.isoformat(),
-        "data": {"truncated": True, "url": store.url("webhooks/riverton/msg_big.json")},
+        "data": {
+            "truncated": True,
+            "url": store.url("webhooks/riverton/msg_big.json"),
+            "sha256": hashlib.sha256(full).hexdigest(),
+            "size_bytes": len(full),
+        },
     }
     assert store.get_bytes("webhooks/riverton/msg_big.json") == serialize(payload)
     assert payload_body("riverton", "msg_big", payload) == body  # same bytes on a retry

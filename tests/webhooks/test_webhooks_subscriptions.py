@@ -2,17 +2,29 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from tasks.database import begin
-from tasks.models import AuditLog, WebhookSubscription, utcnow
+from tasks.models import (
+    AuditLog,
+    WebhookDelivery,
+    WebhookDeliveryAttempt,
+    WebhookEvent,
+    WebhookSubscription,
+    utcnow,
+)
 from tasks.webhooks.addresses import UnsafeEndpointError
+from tasks.webhooks.outbox import record_event
+from tasks.webhooks.signing import generate_secret
 from tasks.webhooks.subscriptions import (
     SubscriptionError,
     add_subscription,
     disable_subscription,
+    get_subscription,
     list_subscriptions,
+    remove_subscription,
     rotate_secret,
+    update_subscription,
 )
 
 URL = "http://127.0.0.1:9/hooks"
@@ -120,3 +132,119 @@ def test_disable_records_reason_and_audit(allow_loopback):
         ("webhook_subscription.disabled", str(sid)),
     ]
     assert "whsec_" not in repr(audit)
+
+
+def test_a_given_secret_is_kept_and_a_malformed_one_refused_without_echo(allow_loopback):
+    own = str(generate_secret())
+    with begin() as conn:
+        sid, secret = add_subscription(conn, "riverton", URL, ["*"], secret=own)
+    with pytest.raises(SubscriptionError) as caught:
+        with begin() as conn:
+            add_subscription(conn, "riverton", URL, ["*"], secret="not-a-secret-at-all")
+    assert str(secret) == own and _stored(sid).secret == own
+    assert str(caught.value) == "a webhook secret starts with whsec_"
+    assert "not-a-secret" not in str(caught.value) and caught.value.__cause__ is None
+
+
+def test_update_writes_and_audits_only_what_changes(allow_loopback):
+    with begin() as conn:
+        sid, _ = add_subscription(conn, "riverton", URL, ["alert.created"], "ops pager")
+        row, changes = update_subscription(
+            conn,
+            sid,
+            url=URL + "?v=2",
+            event_types=["alert.created", "incident.opened"],
+            description="ops pager",
+            actor="ops:ana",
+        )
+        _, nothing = update_subscription(conn, sid, event_types=["alert.created", "incident.opened"])
+    assert changes == {
+        "url": [URL, URL + "?v=2"],
+        "event_types": [["alert.created"], ["alert.created", "incident.opened"]],
+    }
+    assert nothing == {}
+    assert (row["url"], row["event_types"], row["description"]) == (
+        URL + "?v=2",
+        ["alert.created", "incident.opened"],
+        "ops pager",
+    )
+    with begin() as conn:
+        audit = conn.execute(
+            select(AuditLog.action, AuditLog.actor, AuditLog.details).order_by(AuditLog.id)
+        ).all()
+    assert [tuple(a) for a in audit[1:]] == [
+        ("webhook_subscription.updated", "ops:ana", {"changes": changes})
+    ]
+
+
+def test_disabling_needs_a_reason_and_enabling_clears_it(allow_loopback):
+    with begin() as conn:
+        sid, _ = add_subscription(conn, "riverton", URL, ["*"])
+    with pytest.raises(SubscriptionError, match="say why"):
+        with begin() as conn:
+            update_subscription(conn, sid, active=False, reason="  ")
+    with pytest.raises(SubscriptionError, match="a reason goes with disabling"):
+        with begin() as conn:
+            update_subscription(conn, sid, reason="no")
+    with begin() as conn:
+        update_subscription(conn, sid, active=False, reason="receiver retired ")
+    disabled = _stored(sid)
+    with begin() as conn:
+        update_subscription(conn, sid, active=True)
+    enabled = _stored(sid)
+    assert (disabled.is_active, disabled.disabled_reason) == (False, "receiver retired")
+    assert (enabled.is_active, enabled.disabled_reason) == (True, None)
+
+
+def test_subscription_of_another_municipality_is_not_found_when_scoped(allow_loopback):
+    with begin() as conn:
+        sid, _ = add_subscription(conn, "riverton", URL, ["*"])
+        assert get_subscription(conn, sid, "riverton")["id"] == sid
+        for change in (
+            lambda: get_subscription(conn, sid, "lakeside"),
+            lambda: update_subscription(conn, sid, description="x", municipality_id="lakeside"),
+            lambda: rotate_secret(conn, sid, municipality_id="lakeside"),
+            lambda: remove_subscription(conn, sid, municipality_id="lakeside"),
+        ):
+            with pytest.raises(SubscriptionError, match=f"no webhook subscription {sid} of lakeside"):
+                change()
+
+
+def test_rotation_overlap_can_be_chosen_within_bounds(allow_loopback):
+    with begin() as conn:
+        sid, _ = add_subscription(conn, "riverton", URL, ["*"])
+    before = utcnow()
+    with begin() as conn:
+        rotate_secret(conn, sid, overlap_hours=2)
+    expected = before + timedelta(hours=2)
+    assert expected <= _stored(sid).previous_secret_expires_at <= expected + timedelta(seconds=30)
+    for hours in (-1, 721):
+        with pytest.raises(SubscriptionError, match="the overlap is 0 to 720 hours"):
+            with begin() as conn:
+                rotate_secret(conn, sid, overlap_hours=hours)
+
+
+def test_remove_drops_deliveries_and_attempts_but_keeps_events_and_others(allow_loopback):
+    with begin() as conn:
+        gone, _ = add_subscription(conn, "riverton", URL, ["*"])
+        kept, _ = add_subscription(conn, "riverton", URL, ["*"])
+        event_id = record_event(
+            conn, municipality_id="riverton", event_type="alert.created", data={}, dedupe_key="e1"
+        )
+        delivery_ids = dict(
+            conn.execute(select(WebhookDelivery.subscription_id, WebhookDelivery.id)).all()
+        )
+        conn.execute(
+            insert(WebhookDeliveryAttempt).values(
+                municipality_id="riverton", delivery_id=delivery_ids[gone], status_code=500
+            )
+        )
+        counts = remove_subscription(conn, gone)
+    with begin() as conn:
+        left = conn.execute(select(WebhookDelivery.subscription_id, WebhookDelivery.event_id)).all()
+        attempts = conn.execute(select(WebhookDeliveryAttempt.id)).all()
+        events = conn.execute(select(WebhookEvent.id)).scalars().all()
+        subscriptions = [s["id"] for s in list_subscriptions(conn, None)]
+    assert counts == {"pending": 1}
+    assert [tuple(r) for r in left] == [(kept, event_id)]
+    assert attempts == [] and events == [event_id] and subscriptions == [kept]
