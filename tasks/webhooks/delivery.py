@@ -36,6 +36,7 @@ from tasks.webhooks.addresses import Endpoint, UnsafeEndpointError, check_endpoi
 from tasks.webhooks.ledger import (
     claim_due_deliveries,
     due_subscription_ids,
+    forget_in_flight,
     load_subscription,
     record_attempts,
 )
@@ -88,10 +89,7 @@ def prepare_claimed(subscription: dict, claimed: list[dict], now: datetime) -> P
     """Check the endpoint's address again right now and build the bodies (DNS and object storage
     are blocking calls: they happen here, off the sending loop)."""
     m = subscription["municipality_id"]
-    items = [
-        Outgoing(r["id"], r["event_id"], payload_body(m, r["event_id"], r["payload"]))
-        for r in claimed
-    ]
+    items = [Outgoing(r["id"], r["event_id"], payload_body(m, r["event_id"], r["payload"])) for r in claimed]
     secrets = secrets_in_force(
         subscription["secret"],
         subscription["previous_secret"],
@@ -159,7 +157,12 @@ def _launch(
         )
     if not claimed:
         return None
-    prepared = prepare_claimed(subscription, claimed, utcnow())
+    try:
+        prepared = prepare_claimed(subscription, claimed, utcnow())
+    except Exception:  # nothing was sent: no attempt to keep (the lease still holds them)
+        with begin() as conn:
+            forget_in_flight(conn, subscription["municipality_id"], [row["id"] for row in claimed])
+        raise
     return _Flight(subscription, claimed, submit(send_prepared(client, prepared)))
 
 

@@ -17,7 +17,7 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 
 from tasks.database import begin
 from tasks.models import (
@@ -59,13 +59,20 @@ def due_subscription_ids(conn: Connection | None = None, now: datetime | None = 
 def load_subscription(conn: Connection, subscription_id: int) -> dict | None:
     """The subscription row, secrets included (internal: never log or return it)."""
     row = (
-        conn.execute(
-            select(WebhookSubscription.__table__).where(WebhookSubscription.id == subscription_id)
-        )
+        conn.execute(select(WebhookSubscription.__table__).where(WebhookSubscription.id == subscription_id))
         .mappings()
         .first()
     )
     return dict(row) if row else None
+
+
+# An attempt is recorded when its delivery is leased, before anything is sent, with this error;
+# the answer replaces it. A run killed in between leaves it, turned into INTERRUPTED by the next
+# claim of that delivery, so no attempt that may have reached the receiver goes unrecorded.
+IN_FLIGHT = "no answer recorded yet: the dispatch run is sending it"
+INTERRUPTED = (
+    "no answer recorded: the dispatch run stopped before recording it (sent again under the same id)"
+)
 
 
 def claim_due_deliveries(
@@ -100,13 +107,29 @@ def claim_due_deliveries(
     rows = [dict(r) for r in conn.execute(query).mappings()]
     if not rows:
         return []
+    ids = [r["id"] for r in rows]
+    now = utcnow()
     conn.execute(
         update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids), WebhookDelivery.municipality_id == municipality_id)
+        .values(next_attempt_at=lease_until, updated_at=now)
+    )
+    attempts = WebhookDeliveryAttempt.__table__
+    conn.execute(  # what an earlier run left in flight was interrupted
+        update(attempts)
         .where(
-            WebhookDelivery.id.in_([r["id"] for r in rows]),
-            WebhookDelivery.municipality_id == municipality_id,
+            attempts.c.delivery_id.in_(ids),
+            attempts.c.municipality_id == municipality_id,
+            attempts.c.error == IN_FLIGHT,
         )
-        .values(next_attempt_at=lease_until, updated_at=utcnow())
+        .values(error=INTERRUPTED)
+    )
+    conn.execute(
+        insert(attempts),
+        [
+            {"municipality_id": municipality_id, "delivery_id": i, "attempted_at": now, "error": IN_FLIGHT}
+            for i in ids
+        ],
     )
     # Payloads in a second query: the locking query stays on one table and one index.
     payloads = dict(
@@ -120,6 +143,18 @@ def claim_due_deliveries(
     return [{**r, "payload": payloads[r["event_id"]]} for r in rows]
 
 
+def forget_in_flight(conn: Connection, municipality_id: str, delivery_ids: list[int]) -> None:
+    """Remove the in-flight records of claimed deliveries that were never sent."""
+    attempts = WebhookDeliveryAttempt.__table__
+    conn.execute(
+        delete(attempts).where(
+            attempts.c.delivery_id.in_(delivery_ids),
+            attempts.c.municipality_id == municipality_id,
+            attempts.c.error == IN_FLIGHT,
+        )
+    )
+
+
 def record_attempts(
     conn: Connection,
     subscription: dict,
@@ -131,6 +166,7 @@ def record_attempts(
     on 410 Gone or after 5 days of failures. Returns counts, and the reason when it disabled."""
     municipality_id = subscription["municipality_id"]
     by_id = {row["id"]: row for row in claimed}
+    forget_in_flight(conn, municipality_id, list(by_id))  # the answers (or nothing: unsent) replace them
     if results:
         conn.execute(
             insert(WebhookDeliveryAttempt),
@@ -193,9 +229,7 @@ def record_attempts(
     return figures
 
 
-def _disabling_reason(
-    conn: Connection, subscription: dict, results: list[AttemptResult]
-) -> str | None:
+def _disabling_reason(conn: Connection, subscription: dict, results: list[AttemptResult]) -> str | None:
     """Why these results disable the endpoint (410 Gone, or failing for 5 days), else None."""
     gone = next((r for r in results if r.gone), None)
     if gone is not None:
