@@ -210,9 +210,9 @@ def judge(stats: pl.DataFrame, limits: pl.DataFrame) -> pl.DataFrame:
     )
     worst_first = judged.with_columns(
         rank=pl.col("status").replace_strict(STATUS_RANK, return_dtype=pl.Int8)
-    ).sort(
-        ["standard", "parameter", "rank", "deviation_pct"],
-        descending=[False, False, True, True],
+    ).sort(  # every tie broken, so two limits with the same figures always give the same row
+        ["standard", "parameter", "rank", "deviation_pct", "side_statistic", "limit", "citation"],
+        descending=[False, False, True, True, False, False, False],
         nulls_last=True,
     )
     return (

@@ -175,8 +175,10 @@ def chart_series(
     ranked = (
         compliance.filter(pl.col("parameter").is_in(online["parameter"].implode()))
         .with_columns(rank=pl.col("status").replace_strict(STATUS_RANK, return_dtype=pl.Int8))
-        .sort(
-            ["rank", "deviation_pct", "standard"], descending=[True, True, False], nulls_last=True
+        .sort(  # every key, so ties never depend on the row order the database returned
+            ["rank", "deviation_pct", "standard", "parameter", "statistic"],
+            descending=[True, True, False, False, False],
+            nulls_last=True,
         )
     )
     limit = ranked.row(0, named=True) if ranked.height else None

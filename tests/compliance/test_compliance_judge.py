@@ -256,3 +256,13 @@ def test_eu_lead_limit_in_force_changes_on_2036_01_12():
     after = judge(readings_7, load_standards(date(2036, 1, 12), ["EU"])).row(0, named=True)
     assert (before["status"], before["limit"]) == ("COMPLIANT", 10.0)
     assert (after["status"], after["limit"]) == ("NON_COMPLIANT", 5.0)
+
+
+def test_two_limits_with_the_same_figures_always_give_the_same_row():
+    """EPA turbidity has two 1 NTU maxima (never above 1, and the individual-filter rule): which
+    one a day's result cites must not depend on the order the limits come in."""
+    first = {**limit("turbidity", standard="EPA", limit_max=1.0, unit="NTU"), "citation": "A: rule"}
+    second = {**first, "citation": "B: rule"}
+    stats = daily_statistics(readings("turbidity", [0.4, 1.6]))
+    picked = [judge(stats, limits(*rows))["citation"].item() for rows in ([first, second], [second, first])]
+    assert picked == ["A: rule", "A: rule"]
