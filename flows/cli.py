@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
-import sys
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
+
+from flows.cli_common import cell as _cell
+from flows.cli_common import console, plain_errors
 
 app = typer.Typer(
     help="Waterline: a Prefect pipeline for drinking-water sensor data.",
@@ -27,35 +25,6 @@ app.add_typer(db_app, name="db")
 quarantine_app = typer.Typer(help="See quarantined rows and release them once fixed.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(quarantine_app, name="quarantine")
-# Piped output (CI logs, the README) gets room for the wider tables; a terminal keeps its own width.
-console = Console(width=None if sys.stdout.isatty() else 100)
-
-
-_MISSING_TABLE = re.compile(r"no such table|relation \"\w+\" does not exist")
-
-
-def plain_errors(command):  # noqa: ANN001
-    """Turn expected failures into one readable sentence (secrets redacted) and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        import sqlite3
-
-        import psycopg
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from tasks.settings import redact
-
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, OSError, RuntimeError, SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            if _MISSING_TABLE.search(first_line):
-                first_line = "the database has no Waterline tables yet: run `waterline db upgrade` first"
-            console.print(f"[red]error:[/red] {redact(first_line)}")
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 @db_app.command("upgrade")
@@ -793,15 +762,6 @@ def reports_resend(
     )
 
 
-def _cell(value: object) -> Text:
-    """A value from a file as inert text: no Rich markup, no terminal control sequences."""
-    if value is None:
-        return Text("-")
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return Text(_CONTROL.sub("\ufffd", text))
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def _ids(ids: object) -> str:

@@ -7,24 +7,20 @@ keeps its own error wrapper and console so that it imports without flows.cli (no
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
-import re
-import sys
-from datetime import date, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
+
+from flows.cli_common import console, inert, plain_errors
 
 compliance_app = typer.Typer(
     help="Compliance results, the action plans they open, and their audit trail.",
     no_args_is_help=True,
 )
-console = Console(width=None if sys.stdout.isatty() else 100)
 
 TheMunicipality = Annotated[str, typer.Option("--municipality", "-m", help="The municipality.")]
 InMunicipality = Annotated[
@@ -35,34 +31,6 @@ PlanId = Annotated[int, typer.Argument(metavar="PLAN_ID", help="The action plan'
 
 # Shorter words for the results table (the JSON keeps the stored value).
 CONSEQUENCE_WORDS = {"treatment_technique_trigger": "TT trigger"}
-_MISSING_TABLE = re.compile(
-    r"no such table|relation \"\w+\" does not exist|no such column|column .* does not exist"
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def plain_errors(command):  # noqa: ANN001
-    """Expected failures as one sentence (secrets redacted) and exit code 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        import sqlite3
-
-        import psycopg
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from tasks.settings import redact
-
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, OSError, RuntimeError, SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            if _MISSING_TABLE.search(first_line):
-                first_line = "the database schema is not up to date: run `waterline db upgrade` first"
-            console.print(f"[red]error:[/red] {_text(redact(first_line))}")
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 def _text(value: object) -> str:
@@ -71,8 +39,7 @@ def _text(value: object) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:g}"
-    text = value.isoformat() if isinstance(value, date | datetime) else str(value)
-    return _CONTROL.sub("\ufffd", text)
+    return inert(value)
 
 
 def _cell(value: object) -> Text:

@@ -6,14 +6,12 @@ flows/cli_compliance.py it keeps its own error wrapper and console, so it import
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from flows.cli_common import console, plain_errors
 from tasks.exports.request import BULK, FORMATS, KINDS
 
 exports_app = typer.Typer(
@@ -21,31 +19,6 @@ exports_app = typer.Typer(
     "sensor uptime, the audit log, or all of them zipped.",
     no_args_is_help=True,
 )
-console = Console(width=None if sys.stdout.isatty() else 100)
-
-
-def plain_errors(command):  # noqa: ANN001
-    """Expected failures as one sentence (secrets redacted) and exit code 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        import sqlite3
-
-        import psycopg
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from tasks.settings import redact
-
-        try:
-            return command(*args, **kwargs)
-        except (ValueError, OSError, RuntimeError, SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            if "no such table" in first_line or "does not exist" in first_line:
-                first_line = "the database schema is not up to date: run `waterline db upgrade` first"
-            console.print(f"[red]error:[/red] {redact(first_line)}", markup=True, highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 Many = Annotated[list[str] | None, typer.Option()]

@@ -1,31 +1,27 @@
 """`waterline webhooks`: subscriptions people manage (add, list, show, update, remove, rotate the
 secret, send a test), how each endpoint is doing, its deliveries, and redelivery of dead letters.
 
-Registered in flows/cli.py with `app.add_typer(webhooks_app, name="webhooks")`. This module keeps
-its own error wrapper and console so that it imports without flows.cli (no import cycle). A
+Registered in flows/cli.py with `app.add_typer(webhooks_app, name="webhooks")`. A
 signing secret is printed once, by `add` and `rotate-secret`; no other output carries it.
 """
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
-import re
-import sys
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
+
+from flows.cli_common import console, inert, plain_errors
 
 webhooks_app = typer.Typer(
     help="Webhook subscriptions: add and change them, test them, watch them, resend dead letters.",
     no_args_is_help=True,
 )
-console = Console(width=None if sys.stdout.isatty() else 100)
 
 TheMunicipality = Annotated[str, typer.Option("--municipality", "-m", help="The municipality.")]
 InMunicipality = Annotated[
@@ -42,38 +38,6 @@ Events = Annotated[
 ]
 
 BODY_EXCERPT_CHARS = 200
-_MISSING_TABLE = re.compile(
-    r"no such table|relation \"\w+\" does not exist|no such column|column .* does not exist"
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
-
-
-def plain_errors(command):  # noqa: ANN001
-    """Expected failures as one sentence (secrets redacted) and exit code 1, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        import sqlite3
-
-        import psycopg
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from tasks.settings import redact
-
-        try:
-            return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort):  # click's own exits are RuntimeErrors: let them through
-            raise
-        except (ValueError, OSError, RuntimeError, SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
-            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
-            if _MISSING_TABLE.search(first_line):
-                first_line = "the database schema is not up to date: run `waterline db upgrade` first"
-            sentence = _text(_SECRET.sub("whsec_***", redact(first_line)))
-            console.print(Text.assemble(("error:", "red"), " ", sentence), soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 def _text(value: object) -> str:
@@ -84,8 +48,7 @@ def _text(value: object) -> str:
         return f"{value:.1f}"
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
-    text = value.isoformat() if isinstance(value, date) else str(value)
-    return _CONTROL.sub("\ufffd", text)
+    return inert(value)
 
 
 def _cell(value: object) -> Text:
