@@ -176,6 +176,47 @@ def s3_server() -> str:
     server.stop()
 
 
+@pytest.fixture
+def self_signed_certificate():
+    """Makes one-hour self-signed certificates: `self_signed_certificate(folder, san)`."""
+    return _self_signed_certificate
+
+
+def _self_signed_certificate(folder, subject_alt_name) -> tuple:  # noqa: ANN001
+    """A one-hour self-signed certificate (its own CA) for `subject_alt_name` (an x509 general
+    name: DNSName or IPAddress) and its key, as PEM files in `folder`: (cert_file, key_file)."""
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "waterline test")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([subject_alt_name]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
 class Seeder:
     """Writes municipalities, sensors and readings the way ingestion leaves them."""
 
