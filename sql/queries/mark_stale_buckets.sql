@@ -1,4 +1,6 @@
--- Mark stale every aggregated (sensor, hour or day) bucket that a new or changed reading reaches.
+-- Mark stale every (sensor, hour or day) bucket that a new or changed reading reaches, once the
+-- nightly run has aggregated that sensor's day or a later one: a bucket that had no reading
+-- before (a gap, a day the sensor was silent) is marked too, so late data creates it.
 insert into stale_buckets (sensor_id, resolution, bucket_start, municipality_id, batch_id, marked_at)
 with changed as (
     select
@@ -13,13 +15,15 @@ buckets as (
     select distinct
         sensor_id,
         'hour' as resolution,
-        hour_start as bucket_start
+        hour_start as bucket_start,
+        day_start
     from changed
     union
     select distinct
         sensor_id,
         'day' as resolution,
-        day_start as bucket_start
+        day_start as bucket_start,
+        day_start
     from changed
 ),
 
@@ -29,11 +33,14 @@ final as (
         buckets.resolution,
         buckets.bucket_start
     from buckets
-    inner join aggregates
-        on
+    where exists (
+        select 1
+        from aggregates
+        where
             aggregates.sensor_id = buckets.sensor_id
-            and aggregates.resolution = buckets.resolution
-            and aggregates.bucket_start = buckets.bucket_start
+            and aggregates.resolution = 'day'
+            and aggregates.bucket_start >= buckets.day_start
+    )
 )
 
 select

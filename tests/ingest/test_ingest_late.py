@@ -156,3 +156,25 @@ def test_a_rerun_of_the_same_late_file_marks_nothing(database, home):
 
     assert figures["details"]["batches"][1]["rows_late"] == 0
     assert _stale().is_empty()
+
+
+def test_a_late_reading_in_an_hour_that_had_none_creates_its_bucket(database, home):
+    _ingest_and_aggregate_a_day(home)
+    gap_hour = datetime(2026, 11, 24, 20, tzinfo=UTC)  # the pH sensor sent nothing in this hour
+    _put(home, "readings/2.csv", "riverton-ph,2026-11-24T20:15:00Z,7.6,pH")
+
+    ingest_municipality.fn("riverton")
+
+    marked = set(_stale().select("resolution", "bucket_start").rows())
+    assert marked == {("day", DAY_START), ("hour", gap_hour)}
+    compute_aggregates.fn("riverton", date(2026, 11, 25))
+    hours = _aggregates().filter(pl.col("sensor_id") == "riverton-ph", pl.col("resolution") == "hour")
+    assert hours.filter(pl.col("bucket_start") == gap_hour).select("count_readings", "value_mean").rows() == [
+        (1, 7.6)
+    ]
+    day = _aggregates().filter(
+        pl.col("sensor_id") == "riverton-ph",
+        pl.col("resolution") == "day",
+        pl.col("bucket_start") == DAY_START,
+    )
+    assert day["count_readings"].to_list() == [4]
