@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import polars as pl
 from sqlalchemy import Connection
@@ -70,6 +70,7 @@ INGEST_SCHEMA = {
     "rows_loaded": pl.Int64,
     "rows_quarantined": pl.Int64,
 }
+INSIGHT_SCHEMA = {"sensor_id": pl.String, "kind": pl.String, "sentence": pl.String}
 SEVERITY_ORDER = ["CRITICAL", "HIGH", "MEDIUM", "LOW"]
 
 
@@ -110,6 +111,8 @@ def collect_daily(conn: Connection, municipality_id: str, day: date) -> dict:
     )
     maintenance = frame("load_report_maintenance", on_day, MAINTENANCE_SCHEMA)
     compliance = frame("load_report_compliance", on_day, COMPLIANCE_SCHEMA)
+    day_after = {**tenant, "day_after": sql_date(conn, day + timedelta(days=1))}
+    insights = frame("load_report_insights", day_after, INSIGHT_SCHEMA)
 
     sensor_summary = sensor_day_summary(
         sensors, readings, aggregates, int((end - start).total_seconds())
@@ -129,6 +132,7 @@ def collect_daily(conn: Connection, municipality_id: str, day: date) -> dict:
         ).to_dicts(),
         "anomalies": anomalies.to_dicts(),
         "maintenance": maintenance.to_dicts(),
+        "insights": insights.to_dicts(),
         "chart": chart_series(sensor_summary, readings, compliance, town.timezone, start),
     }
 

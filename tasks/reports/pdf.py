@@ -295,6 +295,13 @@ def render_pdf(content: dict, meta: dict) -> bytes:
     else:
         story.append(Paragraph(empty["maintenance"], styles["body"]))
 
+    story.append(Paragraph(sections["insights"], styles["heading"]))
+    insights = content.get("insights") or []
+    for insight in insights:
+        story.append(Paragraph(escape(insight["sentence"]), styles["body"]))
+    if not insights:
+        story.append(Paragraph(empty["insights"], styles["body"]))
+
     def footer(canvas, doc) -> None:  # noqa: ANN001
         canvas.saveState()
         canvas.setFont(pdf["font"], pdf["small_size"])

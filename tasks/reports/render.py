@@ -13,6 +13,7 @@ from tasks.reports.data import (
     ANOMALY_SCHEMA,
     COMPLIANCE_SCHEMA,
     INCIDENT_SCHEMA,
+    INSIGHT_SCHEMA,
     MAINTENANCE_SCHEMA,
     canonical_json,
 )
@@ -68,6 +69,7 @@ def section_frames(content: dict) -> dict[str, pl.DataFrame]:
         "incidents": pl.DataFrame(content["incidents"], schema=INCIDENT_ROW_SCHEMA),
         "anomalies": pl.DataFrame(content["anomalies"], schema=ANOMALY_SCHEMA),
         "maintenance": pl.DataFrame(content["maintenance"], schema=MAINTENANCE_SCHEMA),
+        "insights": pl.DataFrame(content.get("insights", []), schema=INSIGHT_SCHEMA),
         "chart": pl.DataFrame(chart.get("points", []), schema=CHART_SCHEMA),
     }
 

@@ -8,6 +8,7 @@ import zlib
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
+from pypdf import PdfReader
 from sqlalchemy import insert, select
 
 from tasks.compliance import judge_compliance
@@ -16,6 +17,7 @@ from tasks.models import (
     Anomaly,
     Incident,
     IngestBatch,
+    Insight,
     MaintenancePrediction,
     Report,
     WebhookEvent,
@@ -229,6 +231,7 @@ def test_daily_summary_is_written_in_four_formats_that_open(database):
         "Incidents",
         "Anomalies",
         "Maintenance",
+        "Insights",
         "Hourly",
     ]
     assert 'state="frozen"' in sensors_sheet and "<v>24</v>" in sensors_sheet  # numbers as numbers
@@ -312,3 +315,38 @@ def test_a_report_holds_only_its_own_municipality(database):
     assert report["figures"]["readings_observed"] == 48
     assert report["figures"]["batches_received"] == 1
     assert all(c["status"] == "COMPLIANT" for c in report["compliance"])
+
+
+def test_the_insights_of_a_week_or_month_ending_that_day_are_in_the_report(database):
+    seed("riverton", [2000.0] * 24)
+    seed("lakeside", [2000.0] * 24)
+
+    def insight(municipality_id: str, period_end: date, sentence: str) -> dict:
+        return {
+            "municipality_id": municipality_id,
+            "sensor_id": f"{municipality_id}-cond",
+            "kind": "week_on_week",
+            "period_start": period_end - timedelta(days=7),
+            "period_end": period_end,
+            "is_significant": True,
+            "sentence": sentence,
+        }
+
+    with begin() as conn:
+        conn.execute(
+            insert(Insight),
+            [
+                insight("riverton", DAY + timedelta(days=1), "Conductivity at Plant rose 38 % week on week"),
+                insight("riverton", DAY, "Conductivity at Plant fell 12 % week on week"),  # a day earlier
+                insight("lakeside", DAY + timedelta(days=1), "Conductivity at Lakeside rose 90 %"),
+            ],
+        )
+
+    write_daily_reports.fn("riverton", DAY)
+
+    files = {r.format: read(r.object_url) for r in report_rows()}
+    report = json.loads(files["json"])
+    assert [i["sentence"] for i in report["insights"]] == ["Conductivity at Plant rose 38 % week on week"]
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(files["pdf"])).pages)
+    assert "Conductivity at Plant rose 38 % week on week" in text
+    assert "fell 12 %" not in text and "Lakeside" not in text
