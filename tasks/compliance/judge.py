@@ -261,19 +261,7 @@ def _rule() -> pl.Expr:
         .then(pl.concat_str(pl.lit("of at least "), _number(pl.col("limit"))))
         .otherwise(_number(pl.col("limit")))
     )
-    shortfall = (
-        pl.when(pl.col("status") == "INSUFFICIENT_DATA")
-        .then(
-            pl.concat_str(
-                pl.lit("; "),
-                pl.col("sample_count").cast(pl.String),
-                pl.lit(" usable reading(s), at least "),
-                pl.col("min_samples").cast(pl.String),
-                pl.lit(" needed"),
-            )
-        )
-        .otherwise(pl.lit(""))
-    )
+    shortfall = shortfall_words()
     return pl.concat_str(
         pl.lit("daily "),
         statistic,
@@ -295,6 +283,24 @@ def _rule() -> pl.Expr:
         pl.when((pl.col("consequence") == "investigation") & (pl.col("status") == "WARNING"))
         .then(pl.lit("; exceeds the indicator value: triggers an investigation, not a violation"))
         .otherwise(pl.lit("")),
+    )
+
+
+def shortfall_words() -> pl.Expr:
+    """'; 3 usable reading(s), at least 6 needed' on a row INSUFFICIENT_DATA for want of readings."""
+    short = (pl.col("status") == "INSUFFICIENT_DATA") & (pl.col("sample_count") < pl.col("min_samples"))
+    return (
+        pl.when(short)
+        .then(
+            pl.concat_str(
+                pl.lit("; "),
+                pl.col("sample_count").cast(pl.String),
+                pl.lit(" usable reading(s), at least "),
+                pl.col("min_samples").cast(pl.String),
+                pl.lit(" needed"),
+            )
+        )
+        .otherwise(pl.lit(""))
     )
 
 

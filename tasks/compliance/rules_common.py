@@ -19,6 +19,7 @@ from tasks.compliance.judge import (
     WARNING_FRACTION,
     _citation,
     _number,
+    shortfall_words,
 )
 
 PERIOD_RESULT_SCHEMA = {
@@ -238,19 +239,7 @@ def _consequence_words() -> pl.Expr:
 
 
 def _rule_sentence() -> pl.Expr:
-    shortfall = (
-        pl.when((pl.col("status") == "INSUFFICIENT_DATA") & (pl.col("sample_count") < pl.col("min_samples")))
-        .then(
-            pl.concat_str(
-                pl.lit("; "),
-                pl.col("sample_count").cast(pl.String),
-                pl.lit(" usable reading(s), at least "),
-                pl.col("min_samples").cast(pl.String),
-                pl.lit(" needed"),
-            )
-        )
-        .otherwise(pl.lit(""))
-    )
+    shortfall = shortfall_words()
     return pl.concat_str(
         "what",
         pl.lit(" compared with "),
