@@ -8,17 +8,16 @@ from datetime import date
 
 from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
-from tasks.audit import record_audit
 from tasks.database import begin
 from tasks.models import Report, utcnow
 from tasks.reports.data import KIND, collect_daily, content_sha256
 from tasks.reports.pdf import render_pdf
+from tasks.reports.published import record_published
 from tasks.reports.render import render_csv, render_json, render_xlsx, report_meta
 from tasks.stages import stage
 from tasks.storage import object_store
-from tasks.webhooks.outbox import record_event
 
 ACTOR = "waterline.reports"
 RENDERERS = {"json": render_json, "csv": render_csv, "xlsx": render_xlsx, "pdf": render_pdf}
@@ -142,56 +141,14 @@ def _record(
     conn: Connection, municipality_id: str, day: date, revision: int, content_hash: str, files: dict
 ) -> None:
     """The `reports` rows, the `report.published` event and the audit entry, in one transaction."""
-    now = utcnow()
-    conn.execute(
-        insert(Report),
-        [
-            {
-                "municipality_id": municipality_id,
-                "kind": KIND,
-                "period_start": day,
-                "period_end": day,
-                "format": fmt,
-                "revision": revision,
-                "is_amended": revision > 1,
-                "content_sha256": content_hash,
-                "object_url": f["url"],
-                "sha256": f["sha256"],
-                "size_bytes": f["size_bytes"],
-                "created_at": now,
-            }
-            for fmt, f in files.items()
-        ],
-    )
-    _, rows = latest_revision(conn, municipality_id, day)
-    links = {
-        fmt: {"url": row.object_url, "sha256": row.sha256, "size_bytes": row.size_bytes}
-        for fmt, row in rows.items()
-    }
-    data = {
-        "municipality_id": municipality_id,
-        "kind": KIND,
-        "period_start": day.isoformat(),
-        "period_end": day.isoformat(),
-        "revision": revision,
-        "is_amended": revision > 1,
-        "supersedes_revision": revision - 1 if revision > 1 else None,
-        "content_sha256": content_hash,
-        "files": links,
-    }
-    record_event(
+    record_published(
         conn,
         municipality_id=municipality_id,
-        event_type="report.published",
-        data=data,
-        dedupe_key=f"report.published:{municipality_id}:{day.isoformat()}:r{revision}",
-    )
-    record_audit(
-        conn,
-        municipality_id=municipality_id,
-        actor=ACTOR,
-        action="report.published",
-        entity_type="report",
-        entity_id=f"{municipality_id}:{KIND}:{day.isoformat()}:r{revision}",
-        details={"formats": sorted(files), "content_sha256": content_hash},
+        kind=KIND,
+        period_start=day,
+        period_end=day,
+        period_label=day.isoformat(),
+        revision=revision,
+        content_hash=content_hash,
+        files=files,
     )

@@ -18,7 +18,7 @@ from datetime import UTC, date, timedelta
 import polars as pl
 from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from tasks.audit import record_audit
 from tasks.compliance.monthly import (
@@ -51,10 +51,10 @@ from tasks.reports.monthly_render import (
 )
 from tasks.reports.monthly_templates import monthly_layout
 from tasks.reports.monthly_xlsx import render_monthly_xlsx
+from tasks.reports.published import record_published
 from tasks.settings import get_settings
 from tasks.stages import stage
 from tasks.storage import object_store, open_url
-from tasks.webhooks.outbox import record_event
 
 KIND = "monthly_compliance"
 ACTOR = "waterline.reports"
@@ -467,60 +467,18 @@ def _record(
     files: dict,
     changes: list[str],
 ) -> None:
-    """The `reports` rows, the `report.published` event and the audit entry, in one transaction."""
-    now = utcnow()
-    last_day = month_last_day(month)
-    conn.execute(
-        insert(Report),
-        [
-            {
-                "municipality_id": municipality_id,
-                "kind": KIND,
-                "period_start": month,
-                "period_end": last_day,
-                "format": fmt,
-                "revision": revision,
-                "is_amended": revision > 1,
-                "content_sha256": content_hash,
-                "object_url": f["url"],
-                "sha256": f["sha256"],
-                "size_bytes": f["size_bytes"],
-                "created_at": now,
-            }
-            for fmt, f in files.items()
-        ],
-    )
-    _, rows = latest_revision(conn, municipality_id, month)
-    links = {
-        fmt: {"url": row.object_url, "sha256": row.sha256, "size_bytes": row.size_bytes}
-        for fmt, row in rows.items()
-    }
-    record_event(
+    """The `reports` rows, the `report.published` event (with what changed) and the audit entry."""
+    record_published(
         conn,
         municipality_id=municipality_id,
-        event_type="report.published",
-        data={
-            "municipality_id": municipality_id,
-            "kind": KIND,
-            "period_start": month.isoformat(),
-            "period_end": last_day.isoformat(),
-            "revision": revision,
-            "is_amended": revision > 1,
-            "supersedes_revision": revision - 1 if revision > 1 else None,
-            "changes": changes,
-            "content_sha256": content_hash,
-            "files": links,
-        },
-        dedupe_key=f"report.published:{municipality_id}:{KIND}:{month:%Y-%m}:r{revision}",
-    )
-    record_audit(
-        conn,
-        municipality_id=municipality_id,
-        actor=ACTOR,
-        action="report.published",
-        entity_type="report",
-        entity_id=f"{municipality_id}:{KIND}:{month:%Y-%m}:r{revision}",
-        details={"formats": sorted(files), "content_sha256": content_hash, "changes": changes},
+        kind=KIND,
+        period_start=month,
+        period_end=month_last_day(month),
+        period_label=f"{month:%Y-%m}",
+        revision=revision,
+        content_hash=content_hash,
+        files=files,
+        changes=changes,
     )
 
 
