@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import polars as pl
@@ -63,7 +64,10 @@ def test_no_export_holds_another_municipalitys_data(towns, tmp_path, kind):
             )
     else:
         text = open(result["location"], encoding="utf-8").read()
-    assert "b-" not in text and "999" not in text and "9.99" not in text
+    # B's sensor ids as JSON strings, and its readings' values as JSON numbers (timestamps such
+    # as 10:04:59.997 must not count)
+    assert '"b-' not in text and '"b"' not in text and not re.search(r"\bb-(ph|flow|plant)\b", text)
+    assert not re.search(r"[:\[,]\s*(999(\.0+)?|9\.99)\s*[,}\]]", text)
 
 
 @pytest.mark.parametrize("option", [("sensor", "b-ph"), ("station", "b-plant")])
