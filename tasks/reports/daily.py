@@ -8,13 +8,13 @@ from datetime import date
 
 from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from tasks.database import begin
-from tasks.models import Report, utcnow
+from tasks.models import utcnow
 from tasks.reports.data import KIND, collect_daily, content_sha256
 from tasks.reports.pdf import render_pdf
-from tasks.reports.published import record_published
+from tasks.reports.published import newest_revision, record_published
 from tasks.reports.render import render_csv, render_json, render_xlsx, report_meta
 from tasks.stages import stage
 from tasks.storage import object_store
@@ -36,19 +36,7 @@ def report_key(municipality_id: str, day: date, revision: int, fmt: str) -> str:
 
 def latest_revision(conn: Connection, municipality_id: str, day: date) -> tuple[int, dict]:
     """The newest revision of the day's summary (0 if none) and its rows by format."""
-    rows = conn.execute(
-        select(Report)
-        .where(
-            Report.municipality_id == municipality_id,
-            Report.kind == KIND,
-            Report.period_start == day,
-        )
-        .order_by(Report.revision.desc())
-    ).all()
-    if not rows:
-        return 0, {}
-    newest = rows[0].revision
-    return newest, {row.format: row for row in rows if row.revision == newest}
+    return newest_revision(conn, municipality_id, KIND, day)
 
 
 def plan_revision(latest: int, existing: dict, content_hash: str) -> tuple[int, list[str]]:

@@ -51,7 +51,7 @@ from tasks.reports.monthly_render import (
 )
 from tasks.reports.monthly_templates import monthly_layout
 from tasks.reports.monthly_xlsx import render_monthly_xlsx
-from tasks.reports.published import record_published
+from tasks.reports.published import newest_revision, record_published
 from tasks.settings import get_settings
 from tasks.stages import stage
 from tasks.storage import object_store, open_url
@@ -234,15 +234,7 @@ def content_from_json(data: dict) -> tuple[dict, dict]:
 
 def latest_revision(conn: Connection, municipality_id: str, month: date) -> tuple[int, dict]:
     """The newest revision of the month's report (0 if none) and its rows by format."""
-    rows = conn.execute(
-        select(Report)
-        .where(Report.municipality_id == municipality_id, Report.kind == KIND, Report.period_start == month)
-        .order_by(Report.revision.desc())
-    ).all()
-    if not rows:
-        return 0, {}
-    newest = rows[0].revision
-    return newest, {row.format: row for row in rows if row.revision == newest}
+    return newest_revision(conn, municipality_id, KIND, month)
 
 
 def _read_json(url: str) -> dict:

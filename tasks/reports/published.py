@@ -14,6 +14,25 @@ from tasks.webhooks.outbox import record_event
 ACTOR = "waterline.reports"
 
 
+def newest_revision(
+    conn: Connection, municipality_id: str, kind: str, period_start: date
+) -> tuple[int, dict]:
+    """The newest revision of a report (0 if none) and its rows by format."""
+    rows = conn.execute(
+        select(Report)
+        .where(
+            Report.municipality_id == municipality_id,
+            Report.kind == kind,
+            Report.period_start == period_start,
+        )
+        .order_by(Report.revision.desc())
+    ).all()
+    if not rows:
+        return 0, {}
+    newest = rows[0].revision
+    return newest, {row.format: row for row in rows if row.revision == newest}
+
+
 def record_published(
     conn: Connection,
     *,
