@@ -1,4 +1,5 @@
 -- The stored insights of one municipality, to compare a rerun's with (only changes are written).
+-- is_significant as 1 or 0 on both databases (PostgreSQL's COPY would write t or f).
 select
     sensor_id,
     kind,
@@ -10,7 +11,7 @@ select
     slope_per_day,
     r_squared,
     p_value,
-    is_significant,
+    case when is_significant then 1 else 0 end as is_significant,
     sentence
 from insights
 where municipality_id = :municipality_id

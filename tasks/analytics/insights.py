@@ -154,6 +154,7 @@ def day_insights(conn: Connection, municipality_id: str, tz: str, day: date) -> 
 def publish_insights(municipality_id: str, day: date) -> dict:
     """Store the insights of the weeks and months ending with `day` and publish them as Markdown."""
     from prefect.artifacts import create_markdown_artifact
+    from prefect.context import FlowRunContext, TaskRunContext
 
     with stage("insights", municipality_id) as result, begin() as conn:
         tz = municipality_timezone(conn, municipality_id)
@@ -161,7 +162,8 @@ def publish_insights(municipality_id: str, day: date) -> dict:
         written = write_insights(conn, municipality_id, found)
         result.rows = found.height
         result.details = {"insights": found.height, "written": written}
-    if found.height:
+    in_run = FlowRunContext.get() is not None or TaskRunContext.get() is not None
+    if found.height and in_run:  # an artifact belongs to a run (e.g. not when called as `.fn`)
         create_markdown_artifact(
             insights_markdown(found, f"Insights of {municipality_id}, {day.isoformat()}"),
             key=f"insights-{municipality_id}".lower().replace("_", "-"),
@@ -170,13 +172,21 @@ def publish_insights(municipality_id: str, day: date) -> dict:
     return result.as_dict() | {"sentences": found["sentence"].to_list() if found.height else []}
 
 
+def read_stored_insights(conn: Connection, municipality_id: str, schema: dict) -> pl.DataFrame:
+    """The stored insights of a municipality, in `schema` (`is_significant` comes as 1 or 0)."""
+    params = {"municipality_id": municipality_id}
+    stored = read_frame(
+        conn, load_sql("read_stored_insights"), params, {**schema, "is_significant": pl.Int64}
+    )
+    return stored.with_columns(pl.col("is_significant").cast(pl.Boolean))
+
+
 def write_insights(conn: Connection, municipality_id: str, found: pl.DataFrame) -> int:
     """Upsert insights by (sensor, kind, period): a rerun on the same figures writes nothing."""
     if found.is_empty():
         return 0
     rows = found.select(*INSIGHT_KEY, *INSIGHT_COLUMNS)
-    params = {"municipality_id": municipality_id}
-    stored = read_frame(conn, load_sql("read_stored_insights"), params, rows.schema)
+    stored = read_stored_insights(conn, municipality_id, dict(rows.schema))
     changed = rows_to_write(rows, stored, INSIGHT_KEY, INSIGHT_COLUMNS)
     return bulk_insert(
         conn,

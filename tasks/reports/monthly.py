@@ -34,7 +34,7 @@ from tasks.compliance.monthly import (
     month_last_day,
     month_of,
 )
-from tasks.compliance.periods import sql_time
+from tasks.compliance.periods import sql_date, sql_time
 from tasks.compliance.records import record_results, record_violations
 from tasks.database import begin, load_sql, read_frame
 from tasks.mail import Attachment, compose, send_with_retries, write_eml
@@ -70,6 +70,17 @@ ATTACHED = {
 }
 MOST_CHANGES = 25  # sentences listed in an amendment; the rest are counted
 MONTHS_BACK = 3  # earlier months checked for late data that would amend their report
+STORED_INSIGHT_SCHEMA = {
+    "kind": pl.String,
+    "period_start": pl.Date,
+    "period_end": pl.Date,
+    "station": pl.String,
+    "sensor_id": pl.String,
+    "parameter": pl.String,
+    "change_pct": pl.Float64,
+    "is_significant": pl.Int64,
+    "sentence": pl.String,
+}
 
 
 def _logger():
@@ -120,11 +131,31 @@ def read_plans(conn: Connection, municipality_id: str, month: date) -> pl.DataFr
     return frame
 
 
+def read_month_insights(conn: Connection, municipality_id: str, month: date) -> pl.DataFrame:
+    """This municipality's stored insights whose period ends in the month: the month against the
+    month before and a year before, and each week whose last day is in the month."""
+    params = {
+        "municipality_id": municipality_id,
+        "month_start": sql_date(conn, month),
+        "month_after": sql_date(conn, month_last_day(month) + timedelta(days=1)),
+    }
+    stored = read_frame(conn, load_sql("read_month_insights"), params, STORED_INSIGHT_SCHEMA)
+    return stored.with_columns(
+        period_last_day=pl.col("period_end").dt.offset_by("-1d"),  # stored: the day after the period
+        is_significant=pl.col("is_significant").cast(pl.Boolean),  # read as 1 or 0
+    ).select(list(SCHEMAS["insights"]))
+
+
 def build_content(
-    inputs: MonthInputs, results: pl.DataFrame, exceedances: pl.DataFrame, plans: pl.DataFrame
+    inputs: MonthInputs,
+    results: pl.DataFrame,
+    exceedances: pl.DataFrame,
+    plans: pl.DataFrame,
+    insights: pl.DataFrame | None = None,
 ) -> dict:
     """The report's data: only this municipality's rows, and nothing that changes when the same
-    data is reported again (no generation time, no revision)."""
+    data is reported again (no generation time, no revision). `insights` from
+    `read_month_insights`; none when not given."""
     town, month = inputs.municipality, inputs.month
     stations = inputs.sensors.select("station_id", "station").unique("station_id")
     return {
@@ -144,6 +175,7 @@ def build_content(
         "series": daily_series(inputs),
         "limit_lines": limit_lines(inputs.limits, measured_parameters(inputs)),
         "plans": plans,
+        "insights": pl.DataFrame(schema=SCHEMAS["insights"]) if insights is None else insights,
     }
 
 
@@ -201,19 +233,39 @@ def amendment_changes(previous: dict, current: dict, most: int = MOST_CHANGES) -
     new_plans = {p["id"] for p in current["plans"]} - {p["id"] for p in previous["plans"]}
     if new_plans:
         changes.append(f"New action plans: {', '.join(sorted(new_plans, key=int))}.")
+    changes += _insight_changes(previous.get("insights", []), current["insights"])
     if len(changes) > most:
         changes = [*changes[:most], f"... and {len(changes) - most} more changes."]
     return changes
 
 
+def _insight_changes(previous: list[dict], current: list[dict]) -> list[str]:
+    """Sentences on the insights added, withdrawn or reworded between two revisions (a revision
+    written before reports held insights has none)."""
+    key = ("sensor_id", "kind", "period_start")
+    before = {tuple(row[k] for k in key): row["sentence"] for row in previous}
+    after = {tuple(row[k] for k in key): row["sentence"] for row in current}
+    changes = []
+    for which in sorted(before.keys() | after.keys()):
+        old, new = before.get(which), after.get(which)
+        if old is None:
+            changes.append(f"New insight: {new}.")
+        elif new is None:
+            changes.append(f"Insight no longer listed: {old}.")
+        elif old != new:
+            changes.append(f"Insight reworded: {old} -> {new}.")
+    return changes
+
+
 def content_from_json(data: dict) -> tuple[dict, dict]:
-    """A stored JSON report read back as (content, meta), for the e-mail of a stored revision."""
+    """A stored JSON report read back as (content, meta), for the e-mail of a stored revision
+    (a section that an older revision lacks, such as its insights, reads back empty)."""
     content = {k: v for k, v in data.items() if k != "report"}
     period = dict(content["period"])
     period["start"], period["end"] = date.fromisoformat(period["start"]), date.fromisoformat(period["end"])
     content["period"] = period
     for name, schema in SCHEMAS.items():
-        rows = content[name]
+        rows = content.get(name) or []
         parsed = {}
         for column, dtype in schema.items():
             values = [row.get(column) for row in rows]
@@ -365,8 +417,9 @@ def write_monthly_report(municipality_id: str, month: date) -> dict:
         inputs, results, exceedances, counts = judge_and_record(municipality_id, month)
         with begin() as conn:
             plans = read_plans(conn, municipality_id, month)
+            insights = read_month_insights(conn, municipality_id, month)
             latest, existing = latest_revision(conn, municipality_id, month)
-        content = build_content(inputs, results, exceedances, plans)
+        content = build_content(inputs, results, exceedances, plans, insights)
         data = content_data(content)
         content_hash = content_sha256(data)
         unchanged = latest and all(row.content_sha256 == content_hash for row in existing.values())

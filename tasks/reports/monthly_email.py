@@ -28,8 +28,8 @@ from tasks.reports.templates import fill
 
 def monthly_email(content: dict, meta: dict, links: Mapping[str, str] | None) -> tuple[str, str, str]:
     """Subject, plain-text and HTML body of the e-mail announcing the report: AMENDED in the
-    subject when amended, the counts per status, the non-compliant results and the links
-    (`links` maps a name such as 'PDF' to its URL)."""
+    subject when amended, the counts per status, the non-compliant results, how many insights
+    the report lists and the links (`links` maps a name such as 'PDF' to its URL)."""
     frames, meta = monthly_frames(content), check_meta(meta)
     layout, town, period = monthly_layout(), content["municipality"], content["period"]
     email, results = layout["email"], frames["results"]
@@ -53,6 +53,8 @@ def monthly_email(content: dict, meta: dict, links: Mapping[str, str] | None) ->
         .to_dicts()
     )
     link_rows = [{"name": name, "url": url} for name, url in (links or {}).items()]
+    count = frames["insights"].height
+    insights = fill(email["insights_some"], count=count) if count else email["insights_none"]
     amendment = meta.get("amendment") or {}
     changes = [{"change": c} for c in amendment.get("changes") or [layout["amended_no_changes"]]]
     previous = amendment.get("previous_revision", meta["revision"] - 1)
@@ -86,6 +88,7 @@ def monthly_email(content: dict, meta: dict, links: Mapping[str, str] | None) ->
         status_counts=email_lines("status_line", counts),
         noncompliances=email_lines("noncompliance_line", failing) if failing else email["noncompliance_none"],
         unconfirmed="\n" + unconfirmed_note(results) + "\n",
+        insights=insights,
         links=email_lines("link_line", link_rows) if link_rows else email["links_none"],
     )
     html = email_html(
@@ -108,6 +111,7 @@ def monthly_email(content: dict, meta: dict, links: Mapping[str, str] | None) ->
             else email["html_noncompliance_none"]
         ),
         unconfirmed=html_escape(unconfirmed_note(results)),
+        insights=html_escape(insights),
         links=email_lines("link_line", link_rows, html=True) if link_rows else email["html_links_none"],
     )
     return subject, text, html

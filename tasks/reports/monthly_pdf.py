@@ -1,6 +1,6 @@
 """The monthly compliance report as a PDF (reportlab platypus): cover with the AMENDED banner,
-the results, a chart per parameter against its limit lines, exceedances, data coverage and QC
-exclusions, action plans, and the rules and citations used."""
+the results, a chart per parameter against its limit lines, the insights of the month,
+exceedances, data coverage and QC exclusions, action plans, and the rules and citations used."""
 
 from __future__ import annotations
 
@@ -292,6 +292,21 @@ def _coverage(coverage: pl.DataFrame, layout: dict, styles: dict) -> list:
     return [*story, _table(layout["columns"]["coverage"], rows, pdf, extra=extra)]
 
 
+def _insights(insights: pl.DataFrame, layout: dict, styles: dict) -> list:
+    """What the insights are, then each one's period and sentence; a sentence when there are none."""
+    if insights.is_empty():
+        return [Paragraph(escape(layout["empty"]["insights"]), styles["body"])]
+    shown = insights.select(
+        period=pl.format("{} to {}", "period_start", "period_last_day"),
+        sentence=pl.concat_str("sentence", pl.lit(".")),
+    )
+    rows = _cells(shown, styles["small"], wrap=("sentence",))
+    return [
+        Paragraph(escape(layout["insights_note"]), styles["body"]),
+        _table(layout["columns"]["insights"], rows, layout["pdf"], [40 * mm, 140 * mm]),
+    ]
+
+
 def _plans(plans: pl.DataFrame, layout: dict, styles: dict) -> list:
     if plans.is_empty():
         return [Paragraph(escape(layout["empty"]["plans"]), styles["body"])]
@@ -379,6 +394,7 @@ def render_monthly_pdf(content: dict, meta: dict) -> bytes:
         else [Paragraph(escape(empty["summary"]), styles["body"])],
     )
     story += section("charts", _charts(frames, content, layout, styles))
+    story += section("insights", _insights(frames["insights"], layout, styles))
     story += section("exceedances", _exceedances(frames["exceedances"], layout, styles))
     story += section("coverage", _coverage(frames["coverage"], layout, styles))
     story += section("plans", _plans(frames["plans"], layout, styles))

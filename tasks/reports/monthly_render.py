@@ -82,6 +82,17 @@ SCHEMAS: dict[str, dict] = {
         "due_date": pl.Date,
         "steps": pl.List(pl.String),
     },
+    "insights": {  # the month's and the weeks ending in it, local days, first and last included
+        "kind": pl.String,
+        "period_start": pl.Date,
+        "period_last_day": pl.Date,
+        "station": pl.String,
+        "sensor_id": pl.String,
+        "parameter": pl.String,
+        "change_pct": pl.Float64,
+        "is_significant": pl.Boolean,
+        "sentence": pl.String,
+    },
 }
 SORT_KEYS = {
     "results": ["standard", "parameter", "rule_code"],
@@ -90,7 +101,9 @@ SORT_KEYS = {
     "series": ["parameter", "day"],
     "limit_lines": ["parameter", "standard", "limit_kind", "limit"],
     "plans": ["due_date", "id"],
+    "insights": ["period_last_day", "period_start", "kind", "sensor_id"],
 }
+INSIGHT_KINDS = ("week_on_week", "month_on_month", "year_on_year")
 META_KEYS = ("title", "revision", "is_amended", "content_sha256", "generated_at")
 
 
@@ -129,6 +142,7 @@ def _check_values(frames: dict[str, pl.DataFrame]) -> None:
         ("results", "status", STATUSES),
         ("results", "limit_kind", ("max", "min")),
         ("limit_lines", "limit_kind", ("max", "min")),
+        ("insights", "kind", INSIGHT_KINDS),
     ):
         wrong = frames[name].filter(~pl.col(column).is_in(allowed))[column].unique().sort().to_list()
         if wrong:

@@ -215,6 +215,10 @@ def render_monthly_xlsx(content: dict, meta: dict, *, max_exceedance_rows: int |
     _write_table(workbook.add_worksheet(names["series"]), wide, formats)
     _write_table(workbook.add_worksheet(names["limits"]), lines, formats)
     _charts(workbook, names, wide, lines, xlsx, layout["pdf"])
+    sheet = workbook.add_worksheet(names["insights"])
+    _write_table(sheet, frames["insights"], formats)
+    if frames["insights"].is_empty():
+        sheet.write_string(2, 0, layout["empty"]["insights"])
     _write_table(workbook.add_worksheet(names["plans"]), frames["plans"], formats)
 
     citations = citation_table(frames["results"])

@@ -8,10 +8,18 @@ Known facts the tests rely on (kept in the module-level constants below):
 - EPA E. coli, rule EPA-ECOLI: INSUFFICIENT_DATA (no statistic).
 - WHO pH limits are not confirmed from a primary text (confirmed = False).
 - Sensor riverton-s003 received 450 of 744 expected readings (60.48 %, below the 90 % threshold).
+- Three insights: October against September (WEEK_INSIGHT's week, 28 September to 4 October,
+  ends in October too) and the week of 19 to 25 October (INSIGHTS, in report order).
+
+It also reads a rendered XLSX back (`xlsx_parts`, `sheet_xml`, `sheet_strings`) for the tests.
 """
 
 from __future__ import annotations
 
+import html
+import io
+import re
+import zipfile
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -29,6 +37,32 @@ TURBIDITY_CITATION = (
 WHO_PH_CITATION = (
     "WHO GDWQ 4th ed.: no health-based guideline value for pH; operational optimum about 6.5-8.5"
 )
+
+# kind, period_start, period_last_day, station, sensor_id, parameter, change_pct, is_significant,
+# sentence: in the order the report lists them (by last day, then first day, kind and sensor).
+# fmt: off
+INSIGHTS = [
+    ("week_on_week", date(2026, 9, 28), date(2026, 10, 4), "riverton-st01", "riverton-s001", "turbidity",
+     38.2, True, "Turbidity at riverton-st01 rose 38 % week on week; the trend is significant, R² 0.81"),
+    ("week_on_week", date(2026, 10, 19), date(2026, 10, 25), "riverton-st01", "riverton-s002", "ph",
+     -4.0, True, "pH at riverton-st01 fell 4 % week on week; the trend is significant, R² 0.7"),
+    ("month_on_month", date(2026, 10, 1), date(2026, 10, 31), "riverton-st01", "riverton-s003",
+     "free_chlorine", -12.5, False,
+     "Free chlorine at riverton-st01 fell 12 % month on month; the trend is not significant, R² 0.1"),
+]
+# fmt: on
+INSIGHT_COLUMNS = [
+    "kind",
+    "period_start",
+    "period_last_day",
+    "station",
+    "sensor_id",
+    "parameter",
+    "change_pct",
+    "is_significant",
+    "sentence",
+]
+WEEK_INSIGHT = INSIGHTS[0][-1]
 
 # standard, parameter, rule_code, statistic, limit, limit_kind, unit, consequence, citation,
 # confirmed, status, statistic_value: the rules of the six real parameters.
@@ -280,6 +314,7 @@ def monthly_content(
         "series": _series(names, rng),
         "limit_lines": limit_lines,
         "plans": _plans(rules),
+        "insights": pl.DataFrame(INSIGHTS, schema=INSIGHT_COLUMNS, orient="row"),
     }
 
 
@@ -293,3 +328,36 @@ def monthly_meta(revision: int = 1, changes: list[str] | None = None) -> dict:
         "content_sha256": "9f2c" * 16,
         "generated_at": datetime(2026, 11, 2, 7, 30, tzinfo=UTC),
     }
+
+
+# ---------------------------------------------------------------- reading an XLSX back
+
+
+def xlsx_parts(data: bytes) -> dict[str, str]:
+    """The XML parts of an XLSX package by name."""
+    with zipfile.ZipFile(io.BytesIO(data)) as book:
+        return {
+            name: book.read(name).decode("utf-8")
+            for name in book.namelist()
+            if name.endswith((".xml", ".rels"))
+        }
+
+
+def sheet_xml(parts: dict[str, str], name: str) -> str:
+    """The worksheet XML of the sheet called `name` (through workbook.xml and its relations)."""
+    rid = re.search(
+        rf'<sheet name="{re.escape(name)}" sheetId="\d+" r:id="(rId\d+)"', parts["xl/workbook.xml"]
+    )
+    assert rid, f"no sheet {name}"
+    target = re.search(rf'Id="{rid.group(1)}" [^>]*Target="([^"]+)"', parts["xl/_rels/workbook.xml.rels"])
+    return parts[f"xl/{target.group(1)}"]
+
+
+def sheet_strings(parts: dict[str, str], name: str) -> list[str]:
+    """The text cells of one sheet, row by row (xlsxwriter keeps every text in sharedStrings)."""
+    shared = [
+        html.unescape(re.sub(r"<[^>]+>", "", item))
+        for item in re.findall(r"<si>(.*?)</si>", parts["xl/sharedStrings.xml"], flags=re.S)
+    ]
+    cells = re.findall(r'<c r="[A-Z]+\d+"[^>]* t="s"[^>]*><v>(\d+)</v></c>', sheet_xml(parts, name))
+    return [shared[int(index)] for index in cells]

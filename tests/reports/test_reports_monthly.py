@@ -17,14 +17,24 @@ import polars as pl
 import pypdf
 import pytest
 from aiosmtpd.controller import Controller
+from monthly_content import monthly_content, monthly_meta, sheet_strings, xlsx_parts
 from sqlalchemy import insert, select
 
 from tasks.analytics.aggregates import compute_aggregates
 from tasks.compliance.monthly import month_bounds
 from tasks.database import begin, bulk_insert
-from tasks.models import ActionPlan, AuditLog, ComplianceResult, IngestBatch, Report, WebhookEvent
+from tasks.models import ActionPlan, AuditLog, ComplianceResult, IngestBatch, Insight, Report, WebhookEvent
 from tasks.registry import apply_registry, parse_registry
-from tasks.reports.monthly import email_monthly_report, months_due, report_key, write_monthly_report
+from tasks.reports.monthly import (
+    amendment_changes,
+    content_from_json,
+    email_monthly_report,
+    months_due,
+    report_key,
+    write_monthly_report,
+)
+from tasks.reports.monthly_email import monthly_email
+from tasks.reports.monthly_render import render_monthly_json
 from tasks.settings import reset_settings
 from tasks.storage import object_store, open_url
 
@@ -146,6 +156,33 @@ def pdf_text(data: bytes) -> str:
     return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages)
 
 
+def add_insights(*rows: tuple[str, str, str, date, date, str]) -> None:
+    """Stored insights as the nightly flow leaves them: (municipality, sensor, kind, first local
+    day, the day after the last, sentence)."""
+    with begin() as conn:
+        conn.execute(
+            insert(Insight),
+            [
+                {
+                    "municipality_id": municipality_id,
+                    "sensor_id": sensor_id,
+                    "kind": kind,
+                    "period_start": start,
+                    "period_end": after,
+                    "change_pct": 12.5,
+                    "is_significant": True,
+                    "sentence": sentence,
+                }
+                for municipality_id, sensor_id, kind, start, after, sentence in rows
+            ],
+        )
+
+
+def words(text: str) -> str:
+    """Text with every run of whitespace made one space (a wrapped PDF line reads as one)."""
+    return " ".join(text.split())
+
+
 def report_rows(municipality_id: str = "riverton") -> list:
     with begin() as conn:
         return conn.execute(
@@ -253,6 +290,104 @@ def test_reports_never_mix_municipalities(database):
     assert {r["standard"] for r in document["results"]} == {"EU"}
     assert "riverton" not in hillside["json"].decode() and "Riverton" not in pdf_text(hillside["pdf"])
     assert all("/hillside/" in r.object_url for r in report_rows("hillside"))
+
+
+FIRST_WEEK = "Turbidity at Riverton Plant rose 38 % week on week; the trend is significant, R² 0.81"
+OCTOBER = "Turbidity at Riverton Plant rose 13 % month on month; the trend is significant, R² 0.6"
+NOT_OCTOBER = [
+    # the week of 26 October to 1 November ends in November; September's month ends before October
+    "pH at Riverton Plant fell 11 % week on week; the trend is not significant, R² 0.2",
+    "pH at Riverton Plant rose 10 % month on month; the trend is significant, R² 0.5",
+]
+HILLSIDE_WEEK = "Turbidity at Hillside Plant rose 90 % week on week; the trend is significant, R² 0.9"
+
+
+def test_the_report_lists_the_insights_of_its_month_and_municipality_only(database):
+    seed_month()
+    seed_month("hillside", OTHER)
+    add_insights(
+        ("riverton", "riverton-turb", "week_on_week", date(2026, 9, 28), date(2026, 10, 5), FIRST_WEEK),
+        ("riverton", "riverton-turb", "month_on_month", MONTH, date(2026, 11, 1), OCTOBER),
+        ("riverton", "riverton-ph", "week_on_week", date(2026, 10, 26), date(2026, 11, 2), NOT_OCTOBER[0]),
+        ("riverton", "riverton-ph", "month_on_month", date(2026, 9, 1), MONTH, NOT_OCTOBER[1]),
+        ("hillside", "hillside-turb", "week_on_week", date(2026, 10, 5), date(2026, 10, 12), HILLSIDE_WEEK),
+    )
+
+    write_monthly_report.fn("riverton", MONTH)
+    write_monthly_report.fn("hillside", MONTH)
+
+    files = {r.format: read(r.object_url) for r in report_rows()}
+    document = json.loads(files["json"])
+    assert [
+        (i["kind"], i["period_start"], i["period_last_day"], i["station"], i["sensor_id"], i["sentence"])
+        for i in document["insights"]
+    ] == [
+        ("week_on_week", "2026-09-28", "2026-10-04", "Riverton Plant", "riverton-turb", FIRST_WEEK),
+        ("month_on_month", "2026-10-01", "2026-10-31", "Riverton Plant", "riverton-turb", OCTOBER),
+    ]
+    text = words(pdf_text(files["pdf"]))
+    assert f"2026-09-28 to 2026-10-04 {FIRST_WEEK}." in text
+    assert f"2026-10-01 to 2026-10-31 {OCTOBER}." in text
+    sheet = sheet_strings(xlsx_parts(files["xlsx"]), "Insights")
+    assert FIRST_WEEK in sheet and OCTOBER in sheet
+    for other in (*NOT_OCTOBER, HILLSIDE_WEEK):
+        assert other not in text and other not in files["json"].decode() and other not in sheet
+
+    hillside = {r.format: read(r.object_url) for r in report_rows("hillside")}
+    assert [i["sentence"] for i in json.loads(hillside["json"])["insights"]] == [HILLSIDE_WEEK]
+    assert "Riverton" not in words(pdf_text(hillside["pdf"]))
+
+
+def test_a_rerun_with_the_same_insights_writes_nothing_and_a_new_one_amends_the_report(database):
+    seed_month()
+    add_insights(
+        ("riverton", "riverton-turb", "week_on_week", date(2026, 9, 28), date(2026, 10, 5), FIRST_WEEK)
+    )
+    write_monthly_report.fn("riverton", MONTH)
+    again = write_monthly_report.fn("riverton", MONTH)
+    assert again["details"]["revision"] == 1 and again["details"]["files_written"] == 0
+
+    add_insights(("riverton", "riverton-turb", "month_on_month", MONTH, date(2026, 11, 1), OCTOBER))
+    amended = write_monthly_report.fn("riverton", MONTH)
+
+    assert amended["details"]["revision"] == 2 and amended["details"]["files_written"] == 4
+    document = json.loads(
+        read(next(r.object_url for r in report_rows() if (r.revision, r.format) == (2, "json")))
+    )
+    assert document["report"]["amendment"]["changes"] == [f"New insight: {OCTOBER}."]
+    assert [i["sentence"] for i in document["insights"]] == [FIRST_WEEK, OCTOBER]
+
+
+def test_amendments_name_the_insights_added_withdrawn_or_reworded():
+    def data(*insights: tuple[str, str]) -> dict:
+        rows = [
+            {"sensor_id": s, "kind": "week_on_week", "period_start": "2026-10-05", "sentence": t}
+            for s, t in insights
+        ]
+        return {"results": [], "coverage": [], "exceedances": [], "plans": [], "insights": rows}
+
+    before = data(("a", "pH rose 10 %"), ("b", "Turbidity fell 20 %"))
+    after = data(("a", "pH rose 11 %"), ("c", "Lead rose 30 %"))
+
+    assert amendment_changes(before, after) == [
+        "Insight reworded: pH rose 10 % -> pH rose 11 %.",
+        "Insight no longer listed: Turbidity fell 20 %.",
+        "New insight: Lead rose 30 %.",
+    ]
+    assert amendment_changes(after, after) == []
+    older = {k: v for k, v in before.items() if k != "insights"}  # a revision from before insights
+    assert amendment_changes(older, after) == ["New insight: pH rose 11 %.", "New insight: Lead rose 30 %."]
+
+
+def test_a_stored_revision_from_before_insights_reads_back_with_none():
+    stored = json.loads(render_monthly_json(monthly_content(), monthly_meta()))
+    del stored["insights"]
+
+    content, meta = content_from_json(stored)
+
+    assert content["insights"].is_empty()
+    _, text, _ = monthly_email(content, meta, {})
+    assert "Insights on how the readings changed: none this month." in text
 
 
 class Inbox:

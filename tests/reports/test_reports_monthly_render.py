@@ -7,19 +7,23 @@ import io
 import json
 import re
 import time
-import zipfile
 from datetime import date
 
 import polars as pl
 import pypdf
 import pytest
 from monthly_content import (
+    INSIGHTS,
     LOW_RECEIVED,
     LOW_SENSOR,
     TURBIDITY_CITATION,
+    WEEK_INSIGHT,
     WHO_PH_CITATION,
     monthly_content,
     monthly_meta,
+    sheet_strings,
+    sheet_xml,
+    xlsx_parts,
 )
 from polars.testing import assert_frame_equal
 
@@ -46,25 +50,6 @@ CHANGE = "Late turbidity readings of 29 October raised the EPA p95 from 0.28 to 
 def pdf_pages(data: bytes) -> list[str]:
     """The text of each page, whitespace collapsed (wrapped lines read as one)."""
     return [" ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(data)).pages]
-
-
-def xlsx_parts(data: bytes) -> dict[str, str]:
-    with zipfile.ZipFile(io.BytesIO(data)) as book:
-        return {
-            name: book.read(name).decode("utf-8")
-            for name in book.namelist()
-            if name.endswith((".xml", ".rels"))
-        }
-
-
-def sheet_xml(parts: dict[str, str], name: str) -> str:
-    """The worksheet XML of the sheet called `name` (through workbook.xml and its relations)."""
-    rid = re.search(
-        rf'<sheet name="{re.escape(name)}" sheetId="\d+" r:id="(rId\d+)"', parts["xl/workbook.xml"]
-    )
-    assert rid, f"no sheet {name}"
-    target = re.search(rf'Id="{rid.group(1)}" [^>]*Target="([^"]+)"', parts["xl/_rels/workbook.xml.rels"])
-    return parts[f"xl/{target.group(1)}"]
 
 
 @pytest.fixture(scope="module")
@@ -218,9 +203,22 @@ def test_a_month_with_empty_sections_renders_and_says_so(content):
     for render in (render_monthly_json, render_monthly_csv, render_monthly_xlsx):
         assert render(empty, monthly_meta())
     text = " ".join(pdf_pages(render_monthly_pdf(empty, monthly_meta())))
-    for section in ("summary", "charts", "exceedances", "coverage", "plans", "citations"):
+    for section in ("summary", "charts", "insights", "exceedances", "coverage", "plans", "citations"):
         assert monthly_layout()["empty"][section] in text, section
     assert pl.read_csv(io.BytesIO(render_monthly_csv(empty, monthly_meta()))).height == 0
+    insights = sheet_strings(xlsx_parts(render_monthly_xlsx(empty, monthly_meta())), "Insights")
+    assert insights[-1] == monthly_layout()["empty"]["insights"]
+
+
+def test_pdf_lists_each_insight_with_its_period_in_order(content):
+    pages = pdf_pages(render_monthly_pdf(content, monthly_meta()))
+    text = " ".join(pages)
+    assert f"{monthly_layout()['sections']['insights']} Changes in the readings worth a sentence" in text
+    listed = [f"{start} to {last} {sentence}." for _, start, last, *_, sentence in INSIGHTS]
+    at = [text.index(line) for line in listed]  # each one, with its period: 2026-09-28 to 2026-10-04 ...
+    assert at == sorted(at)
+    assert text.count(WEEK_INSIGHT) == 1
+    assert monthly_layout()["empty"]["insights"] not in text
 
 
 def test_pdf_is_the_same_bytes_for_the_same_input(content):
@@ -242,11 +240,12 @@ def test_xlsx_has_a_sheet_per_section_with_frozen_headers_and_autofilters(conten
         "series",
         "limits",
         "charts",
+        "insights",
         "plans",
         "citations",
     )
     assert sheets == [names[key] for key in order]
-    for key in ("summary", "exceedances", "coverage", "series", "limits", "plans", "citations"):
+    for key in ("summary", "exceedances", "coverage", "series", "limits", "insights", "plans", "citations"):
         xml = sheet_xml(parts, names[key])
         assert '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>' in xml, key
         assert "<autoFilter " in xml, key
@@ -271,6 +270,23 @@ def test_xlsx_colours_statuses_and_low_coverage(content):
     coverage = sheet_xml(parts, names["coverage"])
     threshold = monthly_layout()["coverage_threshold_pct"]
     assert 'operator="lessThan"' in coverage and f"<formula>{threshold}</formula>" in coverage
+
+
+def test_xlsx_insights_sheet_has_a_row_per_insight_with_its_figures(content):
+    parts = xlsx_parts(render_monthly_xlsx(content, monthly_meta()))
+    strings = sheet_strings(parts, monthly_layout()["xlsx"]["sheets"]["insights"])
+    header = ["kind", "period_start", "period_last_day", "station", "sensor_id", "parameter"]
+    header += ["change_pct", "is_significant", "sentence"]
+    texts = [
+        [kind, station, sensor, parameter, sentence]
+        for kind, _, _, station, sensor, parameter, *_, sentence in INSIGHTS
+    ]
+    assert strings == header + [text for row in texts for text in row]
+    xml = sheet_xml(parts, "Insights")
+    serial = (date(2026, 9, 28) - date(1899, 12, 30)).days  # the first week's first day, an Excel date
+    assert re.search(rf'<c r="B2" s="\d+"><v>{serial}</v></c>', xml)
+    assert re.search(r'<c r="G2" s="\d+"><v>38.2</v></c>', xml)  # change_pct, a number
+    assert re.search(r'<c r="H4"[^>]* t="b"><v>0</v></c>', xml)  # the month's trend: not significant
 
 
 def test_xlsx_writes_dates_as_excel_dates(content):
@@ -335,6 +351,17 @@ def test_json_is_canonical_and_round_trips(content):
         assert_frame_equal(parsed, expected), name
 
 
+def test_json_lists_the_insights_in_report_order(content):
+    data = json.loads(render_monthly_json(content, monthly_meta()))
+    assert [
+        (i["kind"], i["period_start"], i["period_last_day"], i["sensor_id"], i["sentence"])
+        for i in data["insights"]
+    ] == [
+        (kind, str(start), str(last), sensor, sentence)
+        for kind, start, last, _, sensor, *_, sentence in INSIGHTS
+    ]
+
+
 def test_csv_has_one_row_per_result_with_revision_and_amendment_columns(content):
     table = pl.read_csv(io.BytesIO(render_monthly_csv(content, monthly_meta(2, [CHANGE]))))
     assert table.height == content["results"].height
@@ -362,6 +389,15 @@ def test_email_of_an_amendment_says_amended_and_lists_counts_failures_and_links(
     assert f'<a href="{links["PDF"]}">PDF</a>' in html and CHANGE in html
     original, _, _ = monthly_email(content, monthly_meta(), links)
     assert "AMENDED" not in original
+
+
+def test_email_says_how_many_insights_the_report_lists(content):
+    _, text, html = monthly_email(content, monthly_meta(), {})
+    line = "Insights on how the readings changed: 3, listed in the report's Insights section."
+    assert line in text and line.replace("'", "&#x27;") in html
+    none = {**content, "insights": content["insights"].head(0)}
+    _, text, _ = monthly_email(none, monthly_meta(), {})
+    assert "Insights on how the readings changed: none this month." in text
 
 
 def test_email_html_escapes_the_data(content):
