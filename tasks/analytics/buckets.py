@@ -13,9 +13,6 @@ from tasks.calendar import local_day_bounds
 RESOLUTIONS = ("hour", "day", "week", "month")
 US_PER_MINUTE = 60_000_000
 EPOCH = date(1970, 1, 1)
-# Bucket keys are `sensor code << SENSOR_SHIFT | ordinal`: sorted when the readings are sorted by
-# sensor and time, so Polars groups them as contiguous slices instead of hashing.
-SENSOR_SHIFT = 40
 
 
 def week_start(day: date) -> date:
@@ -86,45 +83,6 @@ def day_table(first_day: int, last_day: int, tz: str) -> pl.DataFrame:
     bounds = [f"{r}_{edge}" for r in names for edge in ("start", "end")]
     schema = {**dict.fromkeys(names, pl.Int64), **dict.fromkeys(bounds, UTC_TIME)}
     return pl.DataFrame(rows, schema=schema, orient="row")
-
-
-def bucket_keys(readings: pl.DataFrame, tz: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """`readings` (sorted by sensor and time) as per-row bucket keys of every resolution, with the
-    sensors in code order and the day table of their span.
-
-    Returns (keys, sensors, days): `keys` has `hour`, `day`, `week` and `month` (each
-    `code << 40 | ordinal`, where the ordinal is the hour's UTC start in minutes or the local day
-    number of the day, Monday or first of the month); `sensors` has `code` and `sensor_id`.
-    """
-    minute = readings["observed_at"].dt.epoch("us") // US_PER_MINUTE
-    first, last = minute.min(), minute.max()
-    minutes = minute_table(first, last, tz)
-    at = minute - first
-    day = minutes["day"].gather(at)
-    days = day_table(minutes["day"].min(), minutes["day"].max(), tz)
-    at_day = day - days["day"][0]
-    runs = readings["sensor_id"].rle()
-    code = readings["sensor_id"].rle_id().cast(pl.Int64) * (1 << SENSOR_SHIFT)
-    keys = pl.DataFrame(
-        {
-            "hour": code + minutes["hour"].gather(at),
-            "day": code + day,
-            "week": code + days["week"].gather(at_day),
-            "month": code + days["month"].gather(at_day),
-        }
-    )
-    sensors = pl.DataFrame(
-        {
-            "code": pl.int_range(0, runs.len(), eager=True, dtype=pl.Int64),
-            "sensor_id": runs.struct.field("value"),
-        }
-    )
-    return keys, sensors, days
-
-
-def key_parts(key: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """The sensor code and the ordinal of a bucket key."""
-    return key // (1 << SENSOR_SHIFT), key % (1 << SENSOR_SHIFT)
 
 
 def bucket_bounds(resolution: str, days: pl.DataFrame) -> pl.DataFrame:

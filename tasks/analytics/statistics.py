@@ -4,12 +4,15 @@ mean, min, max, standard deviation, median, p95 and p99, and what QC excluded.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 
-from tasks.analytics.buckets import RESOLUTIONS, bucket_bounds, bucket_keys, key_parts
-from tasks.analytics.readings import UTC_TIME, is_excluded
+from tasks.analytics import kernels
+from tasks.analytics.buckets import RESOLUTIONS, US_PER_MINUTE, bucket_bounds, day_table, minute_table
+from tasks.analytics.readings import UTC_TIME
 
 KEY = ["sensor_id", "resolution", "bucket_start"]
 VALUE_COLUMNS = [
@@ -42,25 +45,10 @@ AGGREGATE_SCHEMA = {
     "value_p99": pl.Float64,
 }
 QUANTILES = {"value_median": 0.5, "value_p95": 0.95, "value_p99": 0.99}
+QUANTILE_LEVELS = np.array(list(QUANTILES.values()))
+COUNT_COLUMNS = ["count_readings", "count_excluded", "count_missing"]
+MOMENT_COLUMNS = ["value_mean", "value_min", "value_max", "value_std"]
 CADENCE_SCHEMA = {"sensor_id": pl.String, "interval_seconds": pl.Int64, "installed_at": UTC_TIME}
-
-
-def _bucket_statistics(prepared: pl.DataFrame, key: str) -> pl.DataFrame:
-    """One row per value of the sorted `key`: counts, moments and quantiles of `kept`.
-
-    Polars' own linear quantiles (a selection per bucket, no sort) are the same figures as
-    sorting each bucket's values and interpolating, and four times faster on days to months."""
-    kept = pl.col("kept")
-    return prepared.group_by(key).agg(
-        pl.len().cast(pl.Int64).alias("count_readings"),
-        pl.col("is_excluded").sum().cast(pl.Int64).alias("count_excluded"),
-        pl.col("is_missing").sum().cast(pl.Int64).alias("count_missing"),
-        kept.mean().alias("value_mean"),
-        kept.min().alias("value_min"),
-        kept.max().alias("value_max"),
-        kept.std().alias("value_std"),
-        *[kept.quantile(q, "linear").alias(name) for name, q in QUANTILES.items()],
-    )
 
 
 def expected_count(through: datetime | None) -> pl.Expr:
@@ -90,9 +78,8 @@ def aggregate_readings(
     and time (as the database returns them; otherwise they are sorted first). Buckets follow the
     wall clock of `tz` and each `bucket_start` is the UTC instant the bucket begins locally: a day
     of a daylight-saving change has 23 or 25 hourly buckets. Every statistic of every resolution
-    is computed from the readings themselves (a median of medians is not a median): the readings
-    are grouped once per resolution on a sorted integer key, so Polars takes each bucket as a
-    contiguous slice, and each bucket's usable values are sorted once for its three quantiles.
+    is computed from the readings themselves (a median of medians is not a median), one compiled
+    pass per resolution, the resolutions side by side on threads (see `tasks.analytics.kernels`).
 
     Failed and missing readings (QARTOD 4 and 9, null, NaN) are counted in `count_readings` and
     `count_excluded` but enter no statistic. `sensors` (`sensor_id`, `interval_seconds`,
@@ -105,37 +92,59 @@ def aggregate_readings(
     frame = readings.collect() if isinstance(readings, pl.LazyFrame) else readings
     if frame.is_empty():
         return pl.DataFrame(schema=AGGREGATE_SCHEMA)
-    keys, codes, days = bucket_keys(frame, tz)
-    if not (keys["hour"].is_sorted() and codes["sensor_id"].is_unique().all()):
-        frame = frame.sort("sensor_id", "observed_at")
-        keys, codes, days = bucket_keys(frame, tz)
-    excluded = is_excluded(pl.col("value"), pl.col("qc_flag"))
-    prepared = frame.select(
-        excluded.alias("is_excluded"),
-        (pl.col("qc_flag") == 9).fill_null(False).alias("is_missing"),
-        pl.when(~excluded).then(pl.col("value")).alias("kept"),
-    ).hstack(keys.select(pl.col(r).set_sorted() for r in resolutions))
+    columns = _kernel_columns(frame)
+    if not (
+        columns["sensors"]["sensor_id"].is_unique().all()
+        and kernels.in_time_order(columns["run_ends"], columns["at"])
+    ):
+        columns = _kernel_columns(frame.sort("sensor_id", "observed_at"))
+    minutes = minute_table(columns["first_minute"], columns["last_minute"], tz)
+    days = day_table(minutes["day"].min(), minutes["day"].max(), tz)
+    at_day = minutes["day"] - days["day"][0]
+    # Each minute of the span's bucket at each resolution: 1,440 a day, not one per reading.
+    minute_ordinals = {
+        "hour": minutes["hour"],
+        "day": minutes["day"],
+        "week": days["week"].gather(at_day),
+        "month": days["month"].gather(at_day),
+    }
+
+    def one(resolution: str) -> pl.DataFrame:
+        starts, codes, ordinals = kernels.bucket_bounds(
+            columns["run_ends"], columns["at"], minute_ordinals[resolution].to_numpy()
+        )
+        counts = np.zeros((codes.shape[0], 3), np.int64)
+        moments = np.full((codes.shape[0], 4), np.nan)
+        quantiles = np.full((codes.shape[0], len(QUANTILES)), np.nan)
+        kernels.bucket_statistics(
+            starts, columns["value"], columns["qc_flag"], QUANTILE_LEVELS, counts, moments, quantiles
+        )
+        stats = pl.DataFrame(
+            {
+                "code": codes,
+                "ordinal": ordinals,
+                **dict(zip(COUNT_COLUMNS, counts.T, strict=True)),
+                **dict(zip(MOMENT_COLUMNS, moments.T, strict=True)),
+                **dict(zip(QUANTILES, quantiles.T, strict=True)),
+            }
+        ).with_columns(pl.col([*MOMENT_COLUMNS, *QUANTILES]).fill_nan(None), resolution=pl.lit(resolution))
+        if resolution == "hour":
+            start = (pl.col("ordinal") * US_PER_MINUTE).cast(UTC_TIME)
+            return stats.with_columns(
+                start.alias("bucket_start"), (start + pl.duration(hours=1)).alias("bucket_end")
+            )
+        return stats.join(bucket_bounds(resolution, days), on="ordinal", how="left")
+
+    with ThreadPoolExecutor(max(1, min(len(resolutions), pl.thread_pool_size()))) as pool:
+        frames = list(pool.map(one, resolutions))  # compiled passes that release the GIL
     cadence = (
         sensors.select(list(CADENCE_SCHEMA)).cast(CADENCE_SCHEMA)
         if sensors is not None
         else pl.DataFrame(schema=CADENCE_SCHEMA)
     )
-    frames = []
-    for resolution in resolutions:  # four group-bys over all readings, not a loop over readings
-        stats = _bucket_statistics(prepared, resolution)
-        code, ordinal = key_parts(pl.col(resolution))
-        stats = stats.with_columns(code.alias("code"), ordinal.alias("ordinal"))
-        if resolution == "hour":
-            start = (pl.col("ordinal") * 60_000_000).cast(UTC_TIME)
-            stats = stats.with_columns(
-                start.alias("bucket_start"), (start + pl.duration(hours=1)).alias("bucket_end")
-            )
-        else:
-            stats = stats.join(bucket_bounds(resolution, days), on="ordinal", how="left")
-        frames.append(stats.with_columns(resolution=pl.lit(resolution)))
     out = (
-        pl.concat(frames, how="diagonal_relaxed")
-        .join(codes, on="code", how="left")
+        pl.concat(frames, how="vertical_relaxed")
+        .join(columns["sensors"], on="code", how="left")
         .join(cadence, on="sensor_id", how="left")
         .with_columns(count_expected=expected_count(through))
     )
@@ -145,7 +154,31 @@ def aggregate_readings(
     )
     return (
         out.with_columns(coverage_pct=coverage)
+        .sort("rank", "resolution", "bucket_start")
         .select(list(AGGREGATE_SCHEMA))
         .cast(AGGREGATE_SCHEMA)
-        .sort(KEY)
     )
+
+
+def _kernel_columns(frame: pl.DataFrame) -> dict:
+    """The readings as the compiled passes take them: where each sensor's run of readings ends
+    (its code is its run's number), the minute since the first reading's, values with NaN for
+    null, and QC flags with 2 for null."""
+    minute = frame["observed_at"].dt.epoch("us") // US_PER_MINUTE
+    first = minute.min()
+    runs = frame["sensor_id"].rle()
+    sensors = pl.DataFrame(
+        {
+            "code": pl.int_range(0, runs.len(), eager=True, dtype=pl.Int64),
+            "sensor_id": runs.struct.field("value"),
+        }
+    ).with_columns(rank=pl.col("sensor_id").rank("dense"))
+    return {
+        "run_ends": runs.struct.field("len").cast(pl.Int64).cum_sum().to_numpy(),
+        "at": (minute - first).to_numpy(),
+        "first_minute": first,
+        "last_minute": minute.max(),
+        "value": frame["value"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        "qc_flag": frame["qc_flag"].cast(pl.Int16).fill_null(2).to_numpy(),
+        "sensors": sensors,
+    }
