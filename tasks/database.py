@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
+from psycopg import sql as psycopg_sql
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, text
 from sqlalchemy.orm import Session
 
@@ -57,6 +58,52 @@ def begin() -> Iterator[Connection]:
     """A connection inside one transaction: committed on success, rolled back on error."""
     with get_engine().begin() as conn:
         yield conn
+
+
+@contextmanager
+def begin_snapshot() -> Iterator[Connection]:
+    """A transaction whose every statement sees the same snapshot of the database: REPEATABLE
+    READ on PostgreSQL (whose default gives each statement its own). On SQLite an explicit
+    BEGIN: Python's sqlite3 opens a transaction only before a write, so each read would see the
+    newest data; in a transaction, reads keep the snapshot of the first (WAL mode)."""
+    engine = get_engine()
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite" and not conn.connection.driver_connection.in_transaction:
+            conn.exec_driver_sql("begin")
+        yield conn
+
+
+@contextmanager
+def arrow_readers(conn: Connection, count: int) -> Iterator[list]:
+    """`count` ADBC connections to `conn`'s PostgreSQL database that read its snapshot (exported
+    with `pg_export_snapshot()`, imported with `SET TRANSACTION SNAPSHOT`): results come as Arrow
+    tables parsed in C++, without a Python object per row, and reads on several of them run at
+    once. `conn` must be in a REPEATABLE READ transaction (`begin_snapshot`) and stay open."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    exported = conn.exec_driver_sql("select pg_export_snapshot()").scalar_one()
+    snapshot = psycopg_sql.Literal(exported).as_string(conn.connection.driver_connection)
+    uri = conn.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with ExitStack() as stack:
+        readers = []
+        for _ in range(count):
+            reader = stack.enter_context(adbc.connect(uri))  # not autocommit: inside a transaction
+            with reader.cursor() as cursor:
+                cursor.execute("set transaction isolation level repeatable read")
+                cursor.execute(f"set transaction snapshot {snapshot}")  # a quoted literal
+            readers.append(reader)
+        yield readers
+
+
+def read_arrow(reader, sql: str, params: Mapping, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:  # noqa: ANN001
+    """A named query's rows read on an ADBC connection (`arrow_readers`), as a frame of `schema`."""
+    statement, values = _psycopg_statement(sql, params, paramstyle="numeric_dollar")
+    with reader.cursor() as cursor:
+        cursor.execute(statement, values)
+        frame = pl.from_arrow(cursor.fetch_arrow_table())
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
 
 @contextmanager
@@ -214,26 +261,27 @@ def read_frame(
     return _parse_frame(df, schema)
 
 
-def _psycopg_statement(sql: str, params: Mapping) -> tuple[str, list]:
-    """Turn `:name` parameters into psycopg `%s` placeholders (client-side binding for COPY)."""
+def _psycopg_statement(sql: str, params: Mapping, paramstyle: str = "format") -> tuple[str, list]:
+    """Turn `:name` parameters into positional placeholders: psycopg's `%s` (client-side binding
+    for COPY), or `$1` for ADBC with `paramstyle="numeric_dollar"`."""
     compiled = (
         bound_text(sql, params)
         .bindparams(**params)
         .compile(
             compile_kwargs={"render_postcompile": True},
-            dialect=_pg_dialect(),
+            dialect=_pg_dialect(paramstyle),
         )
     )
     values = [compiled.params[name] for name in compiled.positiontup]
     return str(compiled), values
 
 
-@lru_cache(maxsize=1)
-def _pg_dialect():
+@lru_cache(maxsize=2)
+def _pg_dialect(paramstyle: str):
     from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
     dialect = PGDialect_psycopg()
-    dialect.paramstyle = "format"
+    dialect.paramstyle = paramstyle
     dialect.positional = True
     return dialect
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.database import begin
+from tasks.database import begin_snapshot
 from tasks.exports.health import HEALTH_SCHEMA, UPTIME_SCHEMA, sensor_uptime_chunks, system_health_chunks
 from tasks.exports.pdf import PDF_MAX_ROWS, render_export_pdf
 from tasks.exports.request import BULK, KINDS, PDF_KINDS, ExportRequest, utc_window
@@ -87,7 +87,7 @@ def prefetched(chunks: Iterator[pl.DataFrame], depth: int = 2) -> Iterator[pl.Da
 def write_kind(request: ExportRequest, path: Path) -> int:
     """Write one kind's export to `path` in the request's format; the rows written."""
     source, schema = SOURCES[request.kind]
-    with begin() as conn:
+    with begin_snapshot() as conn:
         timezone = municipality_timezone(conn, request.municipality_id)
         start, end = utc_window(request.from_day, request.to_day, timezone)
         chunks = source(conn, request, start, end, timezone)

@@ -8,14 +8,19 @@ import json
 import re
 import zipfile
 
+from datetime import UTC, datetime
+
 import polars as pl
 import pytest
 from pypdf import PdfReader
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from flows.cli_exports import exports_app
+from tasks.database import begin, begin_snapshot
 from tasks.exports.export import run_export
-from tasks.exports.request import KINDS, make_request
+from tasks.exports.request import KINDS, make_request, utc_window
+from tasks.exports.sources import sensor_data_chunks
 
 
 def _csv(result: dict) -> pl.DataFrame:
@@ -136,3 +141,22 @@ def test_cli_bad_input_is_one_sentence(towns):
     assert done.output.strip() == "error: unknown municipality 'nowhere'"
     done = runner.invoke(exports_app, ["sensor-data", "-m", "a", "--from", "2026-04-02", "--sensor", "b-ph"])
     assert done.output.strip() == "error: municipality 'a' has no sensor 'b-ph'"
+
+
+def test_an_export_reads_one_snapshot_whatever_commits_while_it_runs(towns, seed):
+    request = make_request("sensor_data", "a", "2026-04-02", None, "csv")
+    late = pl.DataFrame(
+        {"sensor_id": ["a-ph", "a-flow"], "observed_at": [datetime(2026, 4, 1, 22, 5, tzinfo=UTC)] * 2},
+        schema_overrides={"observed_at": pl.Datetime("us", "UTC")},
+    ).with_columns(value=pl.lit(1.0))
+    with begin_snapshot() as conn:
+        start, end = utc_window(request.from_day, request.to_day, "Europe/Berlin")
+        chunks = sensor_data_chunks(conn, request, start, end, "Europe/Berlin")
+        first = next(chunks)  # the export has begun reading
+        with begin() as other:  # a late batch lands for both sensors while it runs
+            batch_id = other.execute(text("select max(id) from ingest_batches")).scalar_one()
+            assert seed.readings(other, "a", batch_id, late) == 2
+        rest = list(chunks)
+
+    assert first.height + sum(chunk.height for chunk in rest) == 144 + 144
+    assert run_export(request, None)["rows"] == 144 + 144 + 2
