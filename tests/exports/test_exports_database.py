@@ -7,7 +7,6 @@ import io
 import json
 import re
 import zipfile
-
 from datetime import UTC, datetime
 
 import polars as pl
