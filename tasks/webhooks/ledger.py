@@ -13,7 +13,6 @@ in the log; so is one that answers 410 Gone.
 
 from __future__ import annotations
 
-import logging
 import random
 from datetime import datetime, timedelta
 
@@ -32,7 +31,6 @@ from tasks.webhooks.subscriptions import disable_subscription
 
 FAILING_DAYS_BEFORE_DISABLING = 5
 ACTOR = "webhook-delivery"
-log = logging.getLogger(__name__)
 
 
 def due_subscription_ids(conn: Connection | None = None, now: datetime | None = None) -> list[int]:
@@ -223,8 +221,7 @@ def record_attempts(
     }
     reason = _disabling_reason(conn, subscription, results)
     if reason is not None and _still_active(conn, subscription):
-        disable_subscription(conn, subscription["id"], reason, actor=ACTOR)
-        log.warning("webhook subscription %s disabled: %s", subscription["id"], reason)
+        disable_subscription(conn, subscription["id"], reason, actor=ACTOR)  # the task logs it once
         figures.update(disabled=1, disabled_reason=reason)
     return figures
 
