@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 from prefect import task
-from sqlalchemy import Connection
+from sqlalchemy import Connection, delete, tuple_
 
 from tasks.analytics.buckets import period_bounds
 from tasks.analytics.changes import rows_to_write
 from tasks.analytics.readings import UTC_TIME, db_value, municipality_timezone
 from tasks.analytics.trends import COMPARISONS, compare_periods, linear_trend
 from tasks.database import begin, bulk_insert, load_sql, read_frame
-from tasks.models import utcnow
+from tasks.models import Insight, utcnow
 from tasks.stages import stage
 
 MIN_CHANGE_PCT = 10.0  # smaller changes make no sentence unless the trend is significant
@@ -170,6 +170,27 @@ def publish_insights(municipality_id: str, day: date) -> dict:
             description=f"What changed in {municipality_id}'s readings up to {day.isoformat()}",
         )
     return result.as_dict() | {"sentences": found["sentence"].to_list() if found.height else []}
+
+
+def refresh_month_insights(conn: Connection, municipality_id: str, tz: str, month: date) -> int:
+    """Recompute the insights of every week and of the month that end in local `month` (first
+    day), store what changed and delete those the figures no longer give: what the monthly report
+    lists stays current when late data changed the month after the nightly run. Rows written."""
+    after = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+    days = [month + timedelta(days=k) for k in range((after - month).days)]
+    found = pl.concat(
+        [day_insights(conn, municipality_id, tz, day) for day in days if ended_comparisons(day)],
+        how="diagonal_relaxed",
+    )
+    keys = found.select(INSIGHT_KEY).rows() if found.height else []
+    gone = delete(Insight).where(
+        Insight.municipality_id == municipality_id,
+        Insight.period_end > month,
+        Insight.period_end <= after,
+        tuple_(*(getattr(Insight, column) for column in INSIGHT_KEY)).not_in(keys),
+    )
+    deleted = conn.execute(gone).rowcount
+    return deleted + write_insights(conn, municipality_id, found)
 
 
 def read_stored_insights(conn: Connection, municipality_id: str, schema: dict) -> pl.DataFrame:

@@ -20,6 +20,7 @@ from prefect import get_run_logger, task
 from prefect.exceptions import MissingContextError
 from sqlalchemy import Connection, select, update
 
+from tasks.analytics.insights import refresh_month_insights
 from tasks.audit import record_audit
 from tasks.compliance.monthly import (
     PERIOD_KIND,
@@ -417,6 +418,7 @@ def write_monthly_report(municipality_id: str, month: date) -> dict:
         inputs, results, exceedances, counts = judge_and_record(municipality_id, month)
         with begin() as conn:
             plans = read_plans(conn, municipality_id, month)
+            refresh_month_insights(conn, municipality_id, inputs.timezone, month)
             insights = read_month_insights(conn, municipality_id, month)
             latest, existing = latest_revision(conn, municipality_id, month)
         content = build_content(inputs, results, exceedances, plans, insights)

@@ -293,69 +293,107 @@ def test_reports_never_mix_municipalities(database):
 
 
 FIRST_WEEK = "Turbidity at Riverton Plant rose 38 % week on week; the trend is significant, R² 0.81"
-OCTOBER = "Turbidity at Riverton Plant rose 13 % month on month; the trend is significant, R² 0.6"
 NOT_OCTOBER = [
     # the week of 26 October to 1 November ends in November; September's month ends before October
     "pH at Riverton Plant fell 11 % week on week; the trend is not significant, R² 0.2",
     "pH at Riverton Plant rose 10 % month on month; the trend is significant, R² 0.5",
 ]
-HILLSIDE_WEEK = "Turbidity at Hillside Plant rose 90 % week on week; the trend is significant, R² 0.9"
 
 
-def test_the_report_lists_the_insights_of_its_month_and_municipality_only(database):
+def lead_week_changes() -> list[float]:
+    """Week-on-week change in % of the lab lead means: a sample every other day from 3 October, so
+    1, 4, 3 and 2 samples in the weeks from Monday 28 September, 5, 12 and 19 October."""
+    weeks = [LEAD[:1], LEAD[1:5], LEAD[5:8], LEAD[8:]]
+    means = [sum(week) / len(week) for week in weeks]
+    return [(later / earlier - 1) * 100 for earlier, later in zip(means, means[1:], strict=False)]
+
+
+def stored_sentences(municipality_id: str) -> set[str]:
+    with begin() as conn:
+        rows = conn.execute(select(Insight.sentence).where(Insight.municipality_id == municipality_id))
+        return {row.sentence for row in rows}
+
+
+def test_the_report_lists_its_months_insights_recomputed_from_the_aggregates_and_its_own_only(database):
     seed_month()
     seed_month("hillside", OTHER)
     add_insights(
-        ("riverton", "riverton-turb", "week_on_week", date(2026, 9, 28), date(2026, 10, 5), FIRST_WEEK),
-        ("riverton", "riverton-turb", "month_on_month", MONTH, date(2026, 11, 1), OCTOBER),
+        # stored by earlier runs for a week and a month outside October: kept, not listed
         ("riverton", "riverton-ph", "week_on_week", date(2026, 10, 26), date(2026, 11, 2), NOT_OCTOBER[0]),
         ("riverton", "riverton-ph", "month_on_month", date(2026, 9, 1), MONTH, NOT_OCTOBER[1]),
-        ("hillside", "hillside-turb", "week_on_week", date(2026, 10, 5), date(2026, 10, 12), HILLSIDE_WEEK),
+        # stored for a week ending in October, which the figures no longer give: withdrawn
+        ("riverton", "riverton-turb", "week_on_week", date(2026, 9, 28), date(2026, 10, 5), FIRST_WEEK),
     )
 
     write_monthly_report.fn("riverton", MONTH)
     write_monthly_report.fn("hillside", MONTH)
 
     files = {r.format: read(r.object_url) for r in report_rows()}
-    document = json.loads(files["json"])
-    assert [
-        (i["kind"], i["period_start"], i["period_last_day"], i["station"], i["sensor_id"], i["sentence"])
-        for i in document["insights"]
-    ] == [
-        ("week_on_week", "2026-09-28", "2026-10-04", "Riverton Plant", "riverton-turb", FIRST_WEEK),
-        ("month_on_month", "2026-10-01", "2026-10-31", "Riverton Plant", "riverton-turb", OCTOBER),
+    insights = json.loads(files["json"])["insights"]
+    lead = [i for i in insights if i["sensor_id"] == "riverton-lead"]
+    assert [(i["kind"], i["period_start"], i["period_last_day"]) for i in lead] == [
+        ("week_on_week", "2026-10-05", "2026-10-11"),
+        ("week_on_week", "2026-10-12", "2026-10-18"),
+        ("week_on_week", "2026-10-19", "2026-10-25"),
     ]
+    assert [i["change_pct"] for i in lead] == pytest.approx(lead_week_changes())
+    assert lead[0]["sentence"] == (
+        "Lead at Riverton Plant rose 125 % week on week; the trend is significant, R² 1.0"
+    )
+    assert {i["sensor_id"] for i in insights} <= {"riverton-lead", "riverton-turb", "riverton-ph"}
     text = words(pdf_text(files["pdf"]))
-    assert f"2026-09-28 to 2026-10-04 {FIRST_WEEK}." in text
-    assert f"2026-10-01 to 2026-10-31 {OCTOBER}." in text
     sheet = sheet_strings(xlsx_parts(files["xlsx"]), "Insights")
-    assert FIRST_WEEK in sheet and OCTOBER in sheet
-    for other in (*NOT_OCTOBER, HILLSIDE_WEEK):
+    for insight in insights:
+        assert f"{insight['period_start']} to {insight['period_last_day']} {insight['sentence']}." in text
+        assert insight["sentence"] in sheet
+    for other in (*NOT_OCTOBER, FIRST_WEEK):
         assert other not in text and other not in files["json"].decode() and other not in sheet
+    assert FIRST_WEEK not in stored_sentences("riverton")
+    assert set(NOT_OCTOBER) <= stored_sentences("riverton")
 
     hillside = {r.format: read(r.object_url) for r in report_rows("hillside")}
-    assert [i["sentence"] for i in json.loads(hillside["json"])["insights"]] == [HILLSIDE_WEEK]
+    theirs = json.loads(hillside["json"])["insights"]
+    assert theirs and all(i["sensor_id"] == "hillside-turb" for i in theirs)
     assert "Riverton" not in words(pdf_text(hillside["pdf"]))
 
 
-def test_a_rerun_with_the_same_insights_writes_nothing_and_a_new_one_amends_the_report(database):
+def test_a_rerun_writes_nothing_and_late_data_that_changes_an_insight_amends_the_report(database):
     seed_month()
-    add_insights(
-        ("riverton", "riverton-turb", "week_on_week", date(2026, 9, 28), date(2026, 10, 5), FIRST_WEEK)
-    )
     write_monthly_report.fn("riverton", MONTH)
     again = write_monthly_report.fn("riverton", MONTH)
     assert again["details"]["revision"] == 1 and again["details"]["files_written"] == 0
 
-    add_insights(("riverton", "riverton-turb", "month_on_month", MONTH, date(2026, 11, 1), OCTOBER))
+    start, _ = month_bounds(MONTH, ZONE)
+    with begin() as conn:  # a late lab sample of 20 October: the week of the 19th now averages 35
+        batch = conn.execute(
+            insert(IngestBatch).values(
+                municipality_id="riverton",
+                source="test://late-lead",
+                checksum_sha256="late-lead",
+                file_format="csv",
+                status="loaded",
+            )
+        ).inserted_primary_key[0]
+        at = start + timedelta(days=19, hours=9)
+        late = pl.DataFrame(
+            {"sensor_id": ["riverton-lead"], "observed_at": [at], "value": 60.0}
+        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
+        bulk_insert(conn, "readings", late, conflict_columns=["sensor_id", "observed_at"])
+    for day in range(19, 25):
+        compute_aggregates.fn("riverton", MONTH + timedelta(days=day))
     amended = write_monthly_report.fn("riverton", MONTH)
 
     assert amended["details"]["revision"] == 2 and amended["details"]["files_written"] == 4
     document = json.loads(
         read(next(r.object_url for r in report_rows() if (r.revision, r.format) == (2, "json")))
     )
-    assert document["report"]["amendment"]["changes"] == [f"New insight: {OCTOBER}."]
-    assert [i["sentence"] for i in document["insights"]] == [FIRST_WEEK, OCTOBER]
+    last_week = (20.0 + 25.0 + 60.0) / 3 / ((7.0 + 8.0 + 9.0) / 3) * 100 - 100
+    [reworded] = [c for c in document["report"]["amendment"]["changes"] if c.startswith("Insight reworded")]
+    before, after = reworded.removeprefix("Insight reworded: ").split(" -> ")
+    assert before == "Lead at Riverton Plant rose 181 % week on week; the trend is significant, R² 0.86"
+    assert after.startswith(f"Lead at Riverton Plant rose {last_week:.0f} % week on week")
+    lead = [i for i in document["insights"] if i["sensor_id"] == "riverton-lead"]
+    assert lead[-1]["change_pct"] == pytest.approx(last_week)
 
 
 def test_amendments_name_the_insights_added_withdrawn_or_reworded():
