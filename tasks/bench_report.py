@@ -91,6 +91,7 @@ def _setup(conn, sensors: int) -> dict:  # noqa: ANN001
     from sqlalchemy import insert
 
     from tasks.analytics.aggregates import hourly_and_daily_aggregates
+    from tasks.analytics.statistics import aggregate_readings
     from tasks.compliance.monthly import RAW_RULES, month_bounds
     from tasks.compliance.standards import load_standards
     from tasks.database import append_frame
@@ -118,7 +119,7 @@ def _setup(conn, sensors: int) -> dict:  # noqa: ANN001
         chunk = online[first : first + CHUNK_SENSORS]
         month = _minute_readings(chunk, start, end, seed=first)
         counts["readings_in_month"] += month.height
-        aggregates = hourly_and_daily_aggregates(month.lazy(), TIMEZONE)
+        aggregates = aggregate_readings(month, TIMEZONE)  # weeks too, for the month's insights
         raw = month.filter(pl.col("sensor_id").str.extract(r"-s\d+-(.+)$").is_in(per_sample))
         del month
         history = _daily_history(chunk, history_start, start)
@@ -200,11 +201,19 @@ def run_report_bench(sensors: int = 500, keep: bool = False) -> dict:
 def _measure(sensors: int) -> dict:
     from sqlalchemy.engine import make_url
 
+    from tasks.analytics.insights import refresh_month_insights
     from tasks.compliance.monthly import judge_month, load_month
     from tasks.compliance.records import record_results, record_violations
     from tasks.database import begin
     from tasks.migrations import upgrade
-    from tasks.reports.monthly import RENDERERS, build_content, content_data, content_sha256, read_plans
+    from tasks.reports.monthly import (
+        RENDERERS,
+        build_content,
+        content_data,
+        content_sha256,
+        read_month_insights,
+        read_plans,
+    )
     from tasks.reports.monthly_templates import monthly_layout
     from tasks.settings import get_settings
 
@@ -235,7 +244,14 @@ def _measure(sensors: int) -> dict:
             return read_plans(conn, BENCH_MUNICIPALITY, MONTH)
 
     plans = timed("record_results_and_plans", record)
-    content = timed("build_content", lambda: build_content(inputs, results, exceedances, plans))
+
+    def insights():  # noqa: ANN202
+        with begin() as conn:
+            refresh_month_insights(conn, BENCH_MUNICIPALITY, inputs.timezone, MONTH)
+            return read_month_insights(conn, BENCH_MUNICIPALITY, MONTH)
+
+    found = timed("refresh_and_read_insights", insights)
+    content = timed("build_content", lambda: build_content(inputs, results, exceedances, plans, found))
     data = timed("hash_content", lambda: content_data(content))
     meta = {
         "title": monthly_layout()["title"],
@@ -259,6 +275,7 @@ def _measure(sensors: int) -> dict:
         "results_by_status": dict(by_status),
         "exceedances": exceedances.height,
         "action_plans": plans.height,
+        "insights": found.height,
         "file_bytes": sizes,
         "steps_seconds": steps,
         "total_seconds": round(total, 3),
@@ -283,7 +300,8 @@ def print_report_bench(console: Console, figures: dict) -> None:
     console.print(table)
     console.print(
         f"{figures['results']} results {figures['results_by_status']}, "
-        f"{figures['exceedances']:,} exceedances, {figures['action_plans']} action plans; "
+        f"{figures['exceedances']:,} exceedances, {figures['action_plans']} action plans, "
+        f"{figures['insights']} insights; "
         f"{figures['raw_readings_stored']:,} readings stored one by one (read back by the rules that "
         f"need each sample) and {figures['aggregate_rows']:,} aggregate rows; files "
         + ", ".join(f"{fmt} {size / 1024:,.0f} kB" for fmt, size in figures["file_bytes"].items())
