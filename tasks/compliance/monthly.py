@@ -14,7 +14,7 @@ applies from the next month's report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import polars as pl
@@ -24,6 +24,7 @@ from tasks.calendar import local_day_bounds
 from tasks.compliance.daily import load_municipality
 from tasks.compliance.periods import sql_time
 from tasks.compliance.rules import PERIOD_READING_SCHEMA, judge_period
+from tasks.compliance.rules_samples import CONFIRMATION_HOURS
 from tasks.compliance.standards import load_standards
 from tasks.database import load_sql, read_frame
 
@@ -91,6 +92,8 @@ class MonthInputs:
     daily: pl.DataFrame  # AGGREGATE_SCHEMA of the twelve months ending with this one, day buckets
     raw: pl.DataFrame  # RAW_SCHEMA of the month, of the sensors in `raw_sensors`
     limits: pl.DataFrame  # standards.LIMIT_SCHEMA rows in force on the month's first day
+    # RAW_SCHEMA of the lab sensors in the 24 hours after the month: confirmation samples only
+    followups: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RAW_SCHEMA))
 
     @property
     def last_day(self) -> date:
@@ -131,16 +134,19 @@ def load_month(conn: Connection, municipality_id: str, month: date) -> MonthInpu
         }
         return read_frame(conn, load_sql("read_period_aggregates"), params, AGGREGATE_SCHEMA)
 
-    wanted = raw_sensors(sensors, limits)
-    raw = pl.DataFrame(schema=RAW_SCHEMA)
-    if wanted:
+    def readings(sensor_ids: list[str], since: datetime, until: datetime) -> pl.DataFrame:
+        if not sensor_ids:
+            return pl.DataFrame(schema=RAW_SCHEMA)
         params = {
             "municipality_id": municipality_id,
-            "sensor_ids": wanted,
-            "start": sql_time(conn, start),
-            "end": sql_time(conn, end),
+            "sensor_ids": sensor_ids,
+            "start": sql_time(conn, since),
+            "end": sql_time(conn, until),
         }
-        raw = read_frame(conn, load_sql("read_period_readings"), params, RAW_SCHEMA)
+        return read_frame(conn, load_sql("read_period_readings"), params, RAW_SCHEMA)
+
+    labs = sensors.filter(pl.col("kind") == "lab")["sensor_id"].to_list()
+    followed_until = end + timedelta(hours=CONFIRMATION_HOURS)
     return MonthInputs(
         municipality={
             "id": town.id,
@@ -153,8 +159,9 @@ def load_month(conn: Connection, municipality_id: str, month: date) -> MonthInpu
         sensors=sensors,
         hourly=aggregates("hour", start),
         daily=aggregates("day", history_start),
-        raw=raw,
+        raw=readings(raw_sensors(sensors, limits), start, end),
         limits=limits,
+        followups=readings(labs, end, followed_until),
     )
 
 
@@ -163,15 +170,25 @@ def _months_before(month: date, count: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+def as_period_readings(raw: pl.DataFrame, sensors: pl.DataFrame) -> pl.DataFrame:
+    """RAW_SCHEMA readings as PERIOD_READING_SCHEMA rows, with their sensors' station and kind."""
+    sensors = sensors.select("sensor_id", "station_id", "parameter", "kind")
+    return (
+        raw.join(sensors, on="sensor_id", how="inner")
+        .select(
+            "station_id", "sensor_id", "parameter", "kind", pl.col("observed_at").alias("time"), "value",
+            "qc_flag",
+        )  # fmt: skip
+        .cast(PERIOD_READING_SCHEMA)
+    )
+
+
 def period_readings(inputs: MonthInputs) -> pl.DataFrame:
     """PERIOD_READING_SCHEMA rows for the rules: each reading of the raw sensors, and for every
     other sensor two rows per hour, its minimum and its maximum (usable readings only; an hour
     whose readings QC all excluded has none)."""
     sensors = inputs.sensors.select("sensor_id", "station_id", "parameter", "kind")
-    raw = inputs.raw.join(sensors, on="sensor_id", how="inner").select(
-        "station_id", "sensor_id", "parameter", "kind", pl.col("observed_at").alias("time"), "value",
-        "qc_flag",
-    )  # fmt: skip
+    raw = as_period_readings(inputs.raw, inputs.sensors)
     chosen = raw_sensors(inputs.sensors, inputs.limits)
     hours = (
         inputs.hourly.filter(~pl.col("sensor_id").is_in(chosen))
@@ -231,6 +248,7 @@ def judge_month(inputs: MonthInputs) -> tuple[pl.DataFrame, pl.DataFrame]:
         measured_parameters(inputs),
         inputs.month,
         inputs.last_day,
+        followups=as_period_readings(inputs.followups, inputs.sensors),
     )
     chosen = raw_sensors(inputs.sensors, inputs.limits)
     counts = (

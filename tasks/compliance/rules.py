@@ -204,6 +204,7 @@ def judge_period(
     parameters: list[str],
     period_start: date,
     period_end: date,
+    followups: pl.DataFrame | pl.LazyFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One municipality's period judged by every limit row's rule: (results, exceedances).
 
@@ -211,6 +212,8 @@ def judge_period(
     usable readings, INSUFFICIENT_DATA); limits of other parameters give none, except the
     nitrate/nitrite sum, which applies where nitrate or nitrite is measured. `period_end` is
     the period's last day (inclusive); running averages end with its quarter or month.
+    `followups` (the readings' schema) are the lab samples of the 24 hours after the period:
+    only confirmation samples of the period's last samples, never judged or counted themselves.
     """
     if isinstance(parameters, str) or not all(isinstance(name, str) for name in parameters):
         raise ValueError("parameters must be a list of parameter names, e.g. ['ph', 'turbidity']")
@@ -224,9 +227,17 @@ def judge_period(
     # Typed once and shared by every rule (each scans it, with its own filters and groups).
     relevant = typed.filter(pl.col("parameter").is_in(_read_parameters(rows))).collect().lazy()
 
+    later = None
+    if followups is not None:
+        _missing_columns(followups, PERIOD_READING_SCHEMA, "the follow-up samples")
+        later = _typed(followups, PERIOD_READING_SCHEMA, "the follow-up samples")
+        later = later.with_columns(usable=usable())
+
     judged: list[tuple[pl.LazyFrame, pl.LazyFrame]] = []
     for code, rule_rows in by_rule.items():
-        if code in READING_RULES:
+        if code == "confirmation_average":
+            judged.append(judge_confirmations(relevant, rule_rows, later))
+        elif code in READING_RULES:
             judged.append(READING_RULES[code](relevant, rule_rows))
     if any(code in HISTORY_RULES for code in by_rule):
         excluded_known = history is not None and "excluded_count" in history.collect_schema().names()

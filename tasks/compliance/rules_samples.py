@@ -144,14 +144,23 @@ def confirmed_results(samples: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def judge_confirmations(readings: pl.LazyFrame, rows: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def judge_confirmations(
+    readings: pl.LazyFrame, rows: pl.LazyFrame, followups: pl.LazyFrame | None = None
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """confirmation_average: the worst result of an initial lab sample, averaged with its
-    confirmation sample when one was taken at the same station within 24 hours."""
+    confirmation sample when one was taken at the same station within 24 hours.
+
+    `followups` are usable readings taken in the 24 hours after the period: they can confirm a
+    sample of the period's last day, but are neither judged nor counted themselves."""
     is_lab = pl.col("kind") == "lab"
     sides = rows.with_columns(bound=pl.lit("max"), limit=pl.col("limit_max"), statistic=pl.lit("max_result"))
+    samples = readings.filter(pl.col("usable")).with_columns(in_period=pl.lit(True))
+    if followups is not None:
+        later = followups.filter(pl.col("usable")).with_columns(in_period=pl.lit(False))
+        samples = pl.concat([samples, later], how="vertical_relaxed")
     results = confirmed_results(
-        readings.filter(pl.col("usable") & is_lab).join(sides, on="parameter", how="inner")
-    ).filter("is_initial")
+        samples.filter(is_lab).join(sides, on="parameter", how="inner")
+    ).filter(pl.col("is_initial") & pl.col("in_period"))
     above = pl.col("value") > pl.col("limit")
     stats = results.group_by("limit_row").agg(
         statistic_value=pl.col("result").max(),

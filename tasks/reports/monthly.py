@@ -37,6 +37,7 @@ from tasks.compliance.monthly import (
 )
 from tasks.compliance.periods import sql_date, sql_time
 from tasks.compliance.records import record_results, record_violations
+from tasks.compliance.rules_samples import CONFIRMATION_HOURS
 from tasks.database import begin, load_sql, read_frame
 from tasks.mail import Attachment, compose, send_with_retries, write_eml
 from tasks.models import ActionPlan, ComplianceResult, Report, utcnow
@@ -359,7 +360,8 @@ def months_due(
     """The months whose report is due, oldest first: the last complete month (local calendar,
     complete when `last_complete_day` is its last day or later) when it has no report yet, and
     any of the `months_back` months before it whose aggregates were recomputed after its newest
-    report revision (late or revised data: an amendment)."""
+    report revision (late or revised data: an amendment), its lab sensors' aggregates of the day
+    after it included (a confirmation sample of its last samples)."""
     last = month_of((last_complete_day + timedelta(days=1)).replace(day=1) - timedelta(days=1))
     due = []
     for back in range(months_back, -1, -1):
@@ -374,6 +376,7 @@ def months_due(
             "municipality_id": municipality_id,
             "start": sql_time(conn, start),
             "end": sql_time(conn, end),
+            "followed_until": sql_time(conn, end + timedelta(hours=CONFIRMATION_HOURS)),
         }
         refreshed = read_frame(
             conn, load_sql("read_month_refreshed_after"), params, {"computed_at": pl.Datetime("us", "UTC")}

@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 import pytest
@@ -775,3 +775,33 @@ def test_parameters_given_as_one_string_are_refused():
 def test_a_period_that_ends_before_it_starts_is_refused():
     with pytest.raises(ValueError, match="starts"):
         judge_period(frame([]), None, limits(NITRATE_MCL), ["nitrate"], END, START)
+
+
+def test_a_sample_of_the_24_hours_after_the_period_confirms_one_of_its_last_day():
+    last = datetime.combine(END, time(20), tzinfo=UTC)
+    rows = [reading("nitrate", 50.0, station="S1", kind="lab", time=last)]
+    after = frame([reading("nitrate", 20.0, station="S1", kind="lab", time=last + timedelta(hours=12))])
+
+    alone, _ = judged(rows, NITRATE_CONFIRMED)
+    confirmed, exceedances = judge_period(
+        frame(rows), None, limits(NITRATE_CONFIRMED), ["nitrate"], START, END, followups=after
+    )
+
+    assert summary(only(alone)) == ("NON_COMPLIANT", "max_result", 50.0, 44.3)
+    row = only(confirmed)
+    assert summary(row) == ("COMPLIANT", "max_result", 35.0, 44.3)
+    assert row["sample_count"] == 1  # the follow-up confirms; it is not one of the period's samples
+    assert exceedances.is_empty()
+
+
+def test_a_follow_up_sample_is_never_judged_on_its_own():
+    first = datetime.combine(END, time(1), tzinfo=UTC)
+    rows = [reading("nitrate", 10.0, station="S1", kind="lab", time=first)]
+    after = frame([reading("nitrate", 90.0, station="S1", kind="lab", time=first + timedelta(days=1))])
+
+    results, exceedances = judge_period(
+        frame(rows), None, limits(NITRATE_CONFIRMED), ["nitrate"], START, END, followups=after
+    )
+
+    assert summary(only(results)) == ("COMPLIANT", "max_result", 10.0, 44.3)
+    assert exceedances.is_empty()

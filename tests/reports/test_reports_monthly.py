@@ -12,6 +12,7 @@ import socket
 from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pypdf
@@ -555,3 +556,66 @@ def test_prefect_yaml_schedules_the_monthly_flow():
     monthly = deployments["monthly-compliance"]
     assert monthly.entrypoint.endswith("monthly_compliance.py:monthly_compliance")
     assert [s.schedule.cron for s in monthly.schedules] == ["0 5 * * *"]
+
+
+NITRATE_LAB = """
+municipality: {id: riverton, name: Riverton, timezone: America/Chicago, standards: [EPA],
+               regulator_emails: [regulator@riverton.example]}
+stations:
+  - id: riverton-well
+    name: Riverton Well
+    sensors:
+      - {id: riverton-nitrate, parameter: nitrate, kind: lab}
+"""
+
+
+def add_nitrate(*samples: tuple[datetime, float]) -> None:
+    """Lab nitrate samples (mg/L as NO3), loaded and aggregated as the nightly flow would."""
+    with begin() as conn:
+        batch = conn.execute(
+            insert(IngestBatch).values(
+                municipality_id="riverton",
+                source="test://lab",
+                checksum_sha256=f"lab-{samples[0][0].isoformat()}",
+                file_format="csv",
+                status="loaded",
+            )
+        ).inserted_primary_key[0]
+        times, values = zip(*samples, strict=True)
+        frame = pl.DataFrame(
+            {"sensor_id": "riverton-nitrate", "observed_at": list(times), "value": list(values)}
+        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
+        bulk_insert(conn, "readings", frame, conflict_columns=["sensor_id", "observed_at"])
+    for day in sorted({t.astimezone(ZoneInfo(ZONE)).date() for t, _ in samples}):
+        compute_aggregates.fn("riverton", day)
+
+
+def nitrate_result() -> dict:
+    with begin() as conn:
+        row = conn.execute(
+            select(ComplianceResult).where(
+                ComplianceResult.rule_code == "confirmation_average", ComplianceResult.period_kind == "month"
+            )
+        ).one()
+    return {"status": row.status, "statistic_value": row.statistic_value, "sample_count": row.sample_count}
+
+
+def test_a_confirmation_sample_of_the_day_after_the_month_amends_its_report(database):
+    _, end = month_bounds(MONTH, ZONE)
+    last = end - timedelta(hours=4)  # 31 October, 20:00 in Riverton
+    with begin() as conn:
+        apply_registry(conn, parse_registry(NITRATE_LAB))
+    add_nitrate((last, 60.0))  # above the MCL of 44.27 mg/L as NO3 (10 as N)
+    write_monthly_report.fn("riverton", MONTH)
+    assert nitrate_result() == {"status": "NON_COMPLIANT", "statistic_value": 60.0, "sample_count": 1}
+
+    add_nitrate((last + timedelta(hours=12), 10.0))  # its confirmation, 1 November
+    add_nitrate((last + timedelta(days=3), 90.0))  # November's own sample, no confirmation
+    with begin() as conn:
+        assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == [MONTH]
+    amended = write_monthly_report.fn("riverton", MONTH)
+
+    assert amended["details"]["revision"] == 2 and amended["details"]["is_amended"] == 1
+    assert nitrate_result() == {"status": "COMPLIANT", "statistic_value": 35.0, "sample_count": 1}
+    with begin() as conn:
+        assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == []
