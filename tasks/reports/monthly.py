@@ -381,10 +381,22 @@ def months_due(
         refreshed = read_frame(
             conn, load_sql("read_month_refreshed_after"), params, {"computed_at": pl.Datetime("us", "UTC")}
         )["computed_at"][0]
-        reported = max(row.created_at for row in rows.values())
-        if refreshed is not None and refreshed > reported.replace(tzinfo=refreshed.tzinfo or UTC):
+        rechecked = read_frame(
+            conn,
+            load_sql("read_month_rechecked"),
+            {"municipality_id": municipality_id, "entity_id": report_entity(municipality_id, month)},
+            {"occurred_at": pl.Datetime("us", "UTC")},
+        )["occurred_at"][0]
+        seen = [row.created_at.replace(tzinfo=row.created_at.tzinfo or UTC) for row in rows.values()]
+        reported = max([*seen, *([rechecked] if rechecked is not None else [])])
+        if refreshed is not None and refreshed > reported:
             due.append(month)
     return due
+
+
+def report_entity(municipality_id: str, month: date) -> str:
+    """The audit entity of a month's monthly compliance report (all revisions)."""
+    return f"{municipality_id}:{KIND}:{month:%Y-%m}"
 
 
 def _month_minus(month: date, count: int) -> date:
@@ -415,7 +427,8 @@ def judge_and_record(
     retry_delay_seconds=10,
 )
 def write_monthly_report(municipality_id: str, month: date) -> dict:
-    """Judge one municipality's month and write its compliance report when its content changed."""
+    """Judge one municipality's month and write its compliance report when its content changed
+    (when it did not, an audit entry says it was judged again, so the month is no longer due)."""
     month = month_of(month)
     with stage("write_monthly_report", municipality_id) as result:
         inputs, results, exceedances, counts = judge_and_record(municipality_id, month)
@@ -464,6 +477,17 @@ def write_monthly_report(municipality_id: str, month: date) -> dict:
             written = _write(municipality_id, month, revision, content, meta, formats, changes)
             files.update(written)
             result.rows = len(formats)
+        else:
+            with begin() as conn:
+                record_audit(
+                    conn,
+                    municipality_id=municipality_id,
+                    actor=ACTOR,
+                    action="report.rechecked",
+                    entity_type="report",
+                    entity_id=report_entity(municipality_id, month),
+                    details={"revision": revision, "content_sha256": content_hash},
+                )
     _artifacts(
         municipality_id,
         month,

@@ -619,3 +619,25 @@ def test_a_confirmation_sample_of_the_day_after_the_month_amends_its_report(data
     assert nitrate_result() == {"status": "COMPLIANT", "statistic_value": 35.0, "sample_count": 1}
     with begin() as conn:
         assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == []
+
+
+def test_a_month_judged_again_without_change_is_no_longer_due(database):
+    _, end = month_bounds(MONTH, ZONE)
+    last = end - timedelta(hours=4)
+    with begin() as conn:
+        apply_registry(conn, parse_registry(NITRATE_LAB))
+    add_nitrate((last, 20.0))
+    write_monthly_report.fn("riverton", MONTH)
+    add_nitrate((last + timedelta(hours=12), 15.0))  # new lab data of the day after, confirming nothing
+    with begin() as conn:
+        assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == [MONTH]
+
+    again = write_monthly_report.fn("riverton", MONTH)
+
+    assert again["details"]["revision"] == 1 and again["details"]["files_written"] == 0
+    with begin() as conn:
+        assert months_due(conn, "riverton", ZONE, date(2026, 11, 4)) == []
+        [entry] = conn.execute(
+            select(AuditLog.entity_id, AuditLog.details).where(AuditLog.action == "report.rechecked")
+        ).all()
+    assert entry.entity_id == "riverton:monthly_compliance:2026-10" and entry.details["revision"] == 1
