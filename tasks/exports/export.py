@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+from sqlalchemy import Connection
 
 from tasks.database import begin_snapshot
 from tasks.exports.health import HEALTH_SCHEMA, UPTIME_SCHEMA, sensor_uptime_chunks, system_health_chunks
@@ -45,6 +46,7 @@ SOURCES: dict[str, tuple[Callable, dict]] = {
     "audit_log": (audit_chunks, AUDIT_SCHEMA),
 }
 NOTES = [
+    "Every file was read from one snapshot of the database: together they describe one moment.",
     "Times are UTC (ISO 8601); days are the municipality's local days.",
     "Text that a spreadsheet would run as a formula (starting with = + - @, tab or carriage return) "
     "is prefixed with an apostrophe in CSV and XLSX.",
@@ -84,21 +86,24 @@ def prefetched(chunks: Iterator[pl.DataFrame], depth: int = 2) -> Iterator[pl.Da
                 thread.join(0.05)
 
 
-def write_kind(request: ExportRequest, path: Path) -> int:
-    """Write one kind's export to `path` in the request's format; the rows written."""
+def write_kind(request: ExportRequest, path: Path, conn: Connection | None = None) -> int:
+    """Write one kind's export to `path` in the request's format, read in one snapshot (`conn`'s
+    when given, from `begin_snapshot`); the rows written."""
+    if conn is None:
+        with begin_snapshot() as snapshot:
+            return write_kind(request, path, snapshot)
     source, schema = SOURCES[request.kind]
-    with begin_snapshot() as conn:
-        timezone = municipality_timezone(conn, request.municipality_id)
-        start, end = utc_window(request.from_day, request.to_day, timezone)
-        chunks = source(conn, request, start, end, timezone)
-        if request.fmt == "pdf":
-            return _write_pdf(request, chunks, path, conn, start, end, timezone)
-        writer = open_writer(request.fmt, path, schema, request.kind)
-        try:
-            for chunk in prefetched(chunks):
-                writer.write(chunk)
-        finally:
-            rows = writer.close()
+    timezone = municipality_timezone(conn, request.municipality_id)
+    start, end = utc_window(request.from_day, request.to_day, timezone)
+    chunks = source(conn, request, start, end, timezone)
+    if request.fmt == "pdf":
+        return _write_pdf(request, chunks, path, conn, start, end, timezone)
+    writer = open_writer(request.fmt, path, schema, request.kind)
+    try:
+        for chunk in prefetched(chunks):
+            writer.write(chunk)
+    finally:
+        rows = writer.close()
     return rows
 
 
@@ -124,17 +129,19 @@ def _write_pdf(request, chunks, path, conn, start, end, timezone) -> int:  # noq
 
 
 def write_bulk(request: ExportRequest, folder: Path) -> tuple[Path, dict]:
-    """Every kind in the request's format, the two PDFs and a manifest, zipped; the zip and its rows."""
+    """Every kind in the request's format, the two PDFs and a manifest, zipped, all read in one
+    snapshot; the zip and its rows."""
     rows: dict[str, int] = {}
     files: list[Path] = []
-    for kind in KINDS:
-        part = request.for_kind(kind)
-        files.append(folder / part.file_name())
-        rows[part.file_name()] = write_kind(part, files[-1])
-        if kind in PDF_KINDS:
-            pdf = replace(part, fmt="pdf")
-            files.append(folder / pdf.file_name())
-            rows[pdf.file_name()] = write_kind(pdf, files[-1])
+    with begin_snapshot() as conn:  # every file of the archive from the same state of the data
+        for kind in KINDS:
+            part = request.for_kind(kind)
+            files.append(folder / part.file_name())
+            rows[part.file_name()] = write_kind(part, files[-1], conn)
+            if kind in PDF_KINDS:
+                pdf = replace(part, fmt="pdf")
+                files.append(folder / pdf.file_name())
+                rows[pdf.file_name()] = write_kind(pdf, files[-1], conn)
     manifest = {
         "municipality_id": request.municipality_id,
         "from_day": request.from_day.isoformat(),
