@@ -16,7 +16,7 @@ from tasks.exports.request import BULK, FORMATS, KINDS
 
 exports_app = typer.Typer(
     help="Export a municipality's data: sensor data, alerts, incidents, water usage, system health, "
-    "sensor uptime, the audit log, or all of them zipped.",
+    "sensor uptime, the audit log, aggregates with a moving average, or all of them zipped.",
     no_args_is_help=True,
 )
 
@@ -45,6 +45,12 @@ def _export(kind: str):  # noqa: ANN202
                 help="Incident status, or readings' QC status: good, suspect, fail... (repeatable)."
             ),
         ] = None,
+        resolution: Annotated[
+            str | None, typer.Option(help="Aggregates: hour, day, week or month (default day).")
+        ] = None,
+        window: Annotated[
+            int | None, typer.Option(help="Aggregates: points of the moving average (default 10).")
+        ] = None,
         output: Annotated[
             str | None,
             typer.Option(
@@ -67,6 +73,8 @@ def _export(kind: str):  # noqa: ANN202
             parameter=parameter,
             severity=severity,
             status=status,
+            resolution=resolution,
+            window=window,
         )
         result = run_export(request, output)
         if as_json:

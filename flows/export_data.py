@@ -35,16 +35,21 @@ def export_data(
     parameter: list[str] | None = None,
     severity: list[str] | None = None,
     status: list[str] | None = None,
+    resolution: str | None = None,
+    window: int | None = None,
     destination: str | None = None,
 ) -> dict:
     """Export one kind of a municipality's data (or `bulk`: all of them, zipped) for local days
-    [from_day, to_day] in one format, to object storage (a link artifact) or to `destination`."""
+    [from_day, to_day] in one format, to object storage (a link artifact) or to `destination`.
+    `resolution` and `window` shape the aggregates (default: days, a 10-point moving average)."""
     filters = {
         "station": station,
         "sensor": sensor,
         "parameter": parameter,
         "severity": severity,
         "status": status,
+        "resolution": resolution,
+        "window": window,
     }
     request = check_export_request(kind, municipality, from_day, to_day, format, filters)
     return write_export(request, destination)

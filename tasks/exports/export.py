@@ -19,6 +19,7 @@ import polars as pl
 from sqlalchemy import Connection
 
 from tasks.database import begin_snapshot
+from tasks.exports.aggregates import AGGREGATE_EXPORT_SCHEMA, aggregate_chunks
 from tasks.exports.health import HEALTH_SCHEMA, UPTIME_SCHEMA, sensor_uptime_chunks, system_health_chunks
 from tasks.exports.pdf import PDF_MAX_ROWS, render_export_pdf
 from tasks.exports.request import BULK, KINDS, PDF_KINDS, ExportRequest, utc_window
@@ -44,6 +45,7 @@ SOURCES: dict[str, tuple[Callable, dict]] = {
     "system_health": (system_health_chunks, HEALTH_SCHEMA),
     "sensor_uptime": (sensor_uptime_chunks, UPTIME_SCHEMA),
     "audit_log": (audit_chunks, AUDIT_SCHEMA),
+    "aggregates": (aggregate_chunks, AGGREGATE_EXPORT_SCHEMA),
 }
 NOTES = [
     "Every file was read from one snapshot of the database: together they describe one moment.",

@@ -24,6 +24,10 @@ KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "water_usage": ("water volumes per local day and station, from the flow sensors", frozenset({"station"})),
     "system_health": ("ingest batches, quarantine, QC runs, sensor uptime, webhook deliveries", frozenset()),
     "sensor_uptime": ("each sensor's coverage per local day", frozenset({"station", "sensor", "parameter"})),
+    "aggregates": (
+        "hour, day, week or month statistics per sensor, with a moving average",
+        frozenset({"station", "sensor", "parameter"}),
+    ),
     "audit_log": ("the audit trail", frozenset()),
 }
 BULK = "bulk"
@@ -42,6 +46,10 @@ SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
 QC_STATUSES = {"good": 1, "not_evaluated": 2, "suspect": 3, "fail": 4, "missing": 9}
 LONGEST_RANGE = timedelta(days=366 * 20)
+RESOLUTIONS = ("hour", "day", "week", "month")
+DEFAULT_RESOLUTION = "day"
+DEFAULT_WINDOW = 10  # points of the aggregates' moving average
+LONGEST_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class ExportRequest:
     parameter: tuple[str, ...] = ()
     severity: tuple[str, ...] = ()
     status: tuple[str, ...] = ()
+    resolution: str = DEFAULT_RESOLUTION  # of the aggregates
+    window: int = DEFAULT_WINDOW  # points of the aggregates' moving average
     extra: dict = field(default_factory=dict)
 
     def filters(self) -> dict[str, tuple[str, ...]]:
@@ -77,7 +87,8 @@ class ExportRequest:
     def file_name(self) -> str:
         """`<municipality>_<kind>_<from>_<to>.<ext>`; a bulk export is a `.zip`."""
         ext = "zip" if self.kind == BULK else EXTENSIONS[self.fmt]
-        return f"{self.municipality_id}_{self.kind}_{self.from_day}_{self.to_day}.{ext}"
+        kind = f"aggregates-{self.resolution}" if self.kind == "aggregates" else self.kind
+        return f"{self.municipality_id}_{kind}_{self.from_day}_{self.to_day}.{ext}"
 
     def object_key(self) -> str:
         """Where the export goes in object storage when no destination is given."""
@@ -113,8 +124,11 @@ def make_request(
     parameter: str | list[str] | None = None,
     severity: str | list[str] | None = None,
     status: str | list[str] | None = None,
+    resolution: str | None = None,
+    window: int | None = None,
 ) -> ExportRequest:
-    """A checked request; `to_day` defaults to `from_day`. ValueError names what is wrong."""
+    """A checked request; `to_day` defaults to `from_day`. ValueError names what is wrong.
+    `resolution` and `window` (the aggregates' moving average, in points) apply to aggregates."""
     kind = kind.strip().lower().replace("-", "_")
     fmt = fmt.strip().lower()
     if kind not in KINDS and kind != BULK:
@@ -147,7 +161,17 @@ def make_request(
                 where = ", ".join(sorted(k for k, (_, f) in KINDS.items() if name in f))
                 raise ValueError(f"the filter {name} does not apply to {kind} (it applies to {where})")
     _check_choices(kind, filters)
-    return ExportRequest(kind, municipality.strip(), first, last, fmt, **filters)
+    if kind not in ("aggregates", BULK) and (resolution is not None or window is not None):
+        raise ValueError(f"--resolution and --window apply to aggregates, not to {kind}")
+    resolution = (resolution or DEFAULT_RESOLUTION).strip().lower()
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"unknown resolution {resolution!r}; choose one of {', '.join(RESOLUTIONS)}")
+    window = DEFAULT_WINDOW if window is None else window
+    if not 1 <= window <= LONGEST_WINDOW:
+        raise ValueError(f"the moving-average window is 1 to {LONGEST_WINDOW} points, not {window}")
+    return ExportRequest(
+        kind, municipality.strip(), first, last, fmt, **filters, resolution=resolution, window=window
+    )
 
 
 def _check_choices(kind: str, filters: dict[str, tuple[str, ...]]) -> None:

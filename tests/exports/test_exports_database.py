@@ -7,7 +7,7 @@ import io
 import json
 import re
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -16,6 +16,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from flows.cli_exports import exports_app
+from tasks.analytics.aggregates import compute_aggregates
 from tasks.database import begin, begin_snapshot
 from tasks.exports.export import run_export
 from tasks.exports.request import KINDS, make_request, utc_window
@@ -109,7 +110,7 @@ def test_bulk_is_one_zip_of_every_kind_two_pdfs_and_a_manifest(towns, tmp_path):
         readings = pl.read_parquet(io.BytesIO(zf.read("a_sensor_data_2026-04-02_2026-04-02.parquet")))
     assert names == sorted(
         ["manifest.json"]
-        + [f"a_{kind}_2026-04-02_2026-04-02.parquet" for kind in KINDS]
+        + [make_request(kind, "a", "2026-04-02", None, "parquet").file_name() for kind in KINDS]
         + ["a_incidents_2026-04-02_2026-04-02.pdf", "a_system_health_2026-04-02_2026-04-02.pdf"]
     )
     assert manifest["rows"]["a_sensor_data_2026-04-02_2026-04-02.parquet"] == readings.height == 288
@@ -159,3 +160,73 @@ def test_an_export_reads_one_snapshot_whatever_commits_while_it_runs(towns, seed
 
     assert first.height + sum(chunk.height for chunk in rest) == 144 + 144
     assert run_export(request, None)["rows"] == 144 + 144 + 2
+
+
+def test_aggregates_have_their_local_start_and_a_moving_average_filled_from_earlier_buckets(towns, tmp_path):
+    for town in ("a", "b"):
+        for day in (date(2026, 4, 2), date(2026, 4, 3)):
+            compute_aggregates.fn(town, day)
+
+    hours = _csv(
+        run_export(
+            make_request("aggregates", "a", "2026-04-02", None, "csv", resolution="hour", window=3),
+            str(tmp_path) + "/",
+        )
+    )
+    days = _csv(run_export(make_request("aggregates", "a", "2026-04-02", None, "csv"), str(tmp_path) + "/"))
+    next_day = _csv(
+        run_export(
+            make_request("aggregates", "a", "2026-04-03", None, "csv", resolution="hour", window=3),
+            str(tmp_path) + "/",
+        )
+    )
+
+    ph = hours.filter(pl.col("sensor_id") == "a-ph")
+    assert ph.height == 24 and set(hours["sensor_id"]) == {"a-ph", "a-flow"}
+    assert ph.row(0, named=True) == {
+        "station_id": "a-plant",
+        "sensor_id": "a-ph",
+        "parameter": "ph",
+        "unit": "pH",
+        "resolution": "hour",
+        "bucket_start": "2026-04-01T22:00:00Z",
+        "bucket_start_local": "2026-04-02T00:00:00+02:00",
+        "count_readings": "6",
+        "count_excluded": "1",  # the readings flagged 4 (every tenth) are counted, not averaged
+        "count_expected": "6",
+        "coverage_pct": "100.0",
+        "value_mean": "7.25",
+        "value_min": "7.25",
+        "value_max": "7.25",
+        "value_std": "0.0",
+        "value_median": "7.25",
+        "value_p95": "7.25",
+        "value_p99": "7.25",
+        "moving_average": None,
+        "moving_average_points": "3",
+    }
+    assert ph["moving_average"].to_list()[:3] == [None, None, "7.25"]  # 3 points from the third hour
+    day = days.filter(pl.col("sensor_id") == "a-ph")
+    assert day.select("count_readings", "count_excluded", "moving_average").rows() == [("144", "15", None)]
+    # the 00:00 hour of 3 April averages the two hours before it, read from the day before
+    flow = next_day.filter(pl.col("sensor_id") == "a-flow")
+    assert flow.select("bucket_start_local", "moving_average").rows() == [
+        ("2026-04-03T00:00:00+02:00", "30.0")
+    ]
+    assert not any("b-" in text for text in (*hours["sensor_id"], *days["sensor_id"], *next_day["sensor_id"]))
+
+    out = tmp_path / "hours.csv"
+    options = ["--from", "2026-04-02", "--resolution", "hour", "--window", "2", "-o", str(out)]
+    done = CliRunner().invoke(exports_app, ["aggregates", "-m", "a", *options])
+    assert done.exit_code == 0, done.output
+    assert "wrote 48 rows of aggregates" in done.output
+    assert _csv({"location": out})["moving_average_points"].unique().to_list() == ["2"]
+
+
+def test_resolution_and_window_apply_to_aggregates_only():
+    with pytest.raises(ValueError, match="apply to aggregates, not to sensor_data"):
+        make_request("sensor_data", "a", "2026-04-02", None, "csv", window=5)
+    with pytest.raises(ValueError, match="unknown resolution 'minute'"):
+        make_request("aggregates", "a", "2026-04-02", None, "csv", resolution="minute")
+    with pytest.raises(ValueError, match="window is 1 to 1000 points, not 0"):
+        make_request("aggregates", "a", "2026-04-02", None, "csv", window=0)
