@@ -10,6 +10,7 @@ from scipy import stats
 DEFAULT_WINDOW = 10
 CONFIDENCE = 0.95
 COMPARISONS = {  # kind: (resolution compared, how far back the earlier period starts)
+    "day_on_day": ("day", "-1d"),
     "week_on_week": ("week", "-1w"),
     "month_on_month": ("month", "-1mo"),
     "year_on_year": ("month", "-1y"),
@@ -123,7 +124,8 @@ def compare_periods(aggregates: pl.DataFrame, kind: str, tz: str) -> pl.DataFram
     """Per sensor and period of `aggregates` (`sensor_id`, `resolution`, `bucket_start`,
     `value_mean`), the earlier period `kind` compares it with and the change in percent.
 
-    week_on_week: a week and the week before; month_on_month: a month and the month before;
+    day_on_day: a day and the day before; week_on_week: a week and the week before;
+    month_on_month: a month and the month before;
     year_on_year: a month and the same month a year earlier. Periods are named by their local
     first day (`period_start`); a change from a mean of zero has no percentage."""
     if kind not in COMPARISONS:

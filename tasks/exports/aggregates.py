@@ -1,9 +1,11 @@
 """The aggregates export: each picked sensor's hour, day, week or month statistics with the moving
-average of its bucket means over a window of points (default 10), a sensor at a time.
+average of its bucket means over a window of points (default 10) and the change in percent from the
+period before (day on day, week on week, month on month) and, for months, from a year before; a
+sensor at a time.
 
-The buckets before the first day that fill the window are read too, so the first exported bucket
-already has its moving average when the data go back that far; a window counts buckets that
-exist (a gap is skipped, not counted as a point)."""
+The buckets before the first day that fill the window and hold the periods compared are read too,
+so the first exported bucket already has its figures when the data go back that far; a window
+counts buckets that exist (a gap is skipped, not counted as a point)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import Connection
 
-from tasks.analytics.trends import moving_average
+from tasks.analytics.trends import compare_periods, moving_average
 from tasks.database import load_sql, read_frame
 from tasks.exports.request import ExportRequest
 from tasks.exports.sources import UTC_TIME, bound_time, read_sensors
@@ -50,6 +52,14 @@ AGGREGATE_EXPORT_SCHEMA = {
     **STATISTICS,
     "moving_average": pl.Float64,
     "moving_average_points": pl.Int64,
+    "change_pct": pl.Float64,
+    "change_pct_year_on_year": pl.Float64,
+}
+CHANGES = {  # resolution: (the comparison of `change_pct`, of `change_pct_year_on_year`)
+    "hour": (None, None),
+    "day": ("day_on_day", None),
+    "week": ("week_on_week", None),
+    "month": ("month_on_month", "year_on_year"),
 }
 
 
@@ -60,7 +70,8 @@ def aggregate_chunks(
     their local start (ISO 8601 with its offset) and the moving average of `value_mean`."""
     sensors = read_sensors(conn, request)
     sql = load_sql("export_aggregates")
-    since = start - LONGEST[request.resolution] * (request.window - 1)
+    earlier = max(request.window - 1, 12 if request.resolution == "month" else 1)
+    since = start - LONGEST[request.resolution] * earlier
     for sensor in sensors.iter_rows(named=True):
         params = {
             "municipality_id": request.municipality_id,
@@ -72,10 +83,11 @@ def aggregate_chunks(
         buckets = read_frame(conn, sql, params, {"bucket_start": UTC_TIME, **STATISTICS})
         if buckets.is_empty():
             continue
-        averaged = moving_average(
-            buckets.with_columns(sensor_id=pl.lit(sensor["sensor_id"])), request.window
-        ).filter(pl.col("bucket_start") >= start)
-        yield averaged.select(
+        named = buckets.with_columns(
+            sensor_id=pl.lit(sensor["sensor_id"]), resolution=pl.lit(request.resolution)
+        )
+        averaged = with_changes(moving_average(named, request.window), request.resolution, timezone)
+        yield averaged.filter(pl.col("bucket_start") >= start).select(
             pl.lit(sensor["station_id"], pl.String).alias("station_id"),
             pl.lit(sensor["sensor_id"], pl.String).alias("sensor_id"),
             pl.lit(sensor["parameter"], pl.String).alias("parameter"),
@@ -89,4 +101,23 @@ def aggregate_chunks(
             *STATISTICS,
             "moving_average",
             pl.lit(request.window, pl.Int64).alias("moving_average_points"),
+            "change_pct",
+            "change_pct_year_on_year",
         )
+
+
+def with_changes(buckets: pl.DataFrame, resolution: str, timezone: str) -> pl.DataFrame:
+    """`buckets` plus `change_pct` and `change_pct_year_on_year` (null where they do not apply or
+    the earlier period has no mean)."""
+    local = buckets.with_columns(
+        period_start=pl.col("bucket_start").dt.convert_time_zone(timezone).dt.date()
+    )
+    for column, kind in zip(("change_pct", "change_pct_year_on_year"), CHANGES[resolution], strict=True):
+        if kind is None:
+            local = local.with_columns(pl.lit(None, pl.Float64).alias(column))
+            continue
+        changes = compare_periods(local, kind, timezone).select(
+            "period_start", pl.col("change_pct").alias(column)
+        )
+        local = local.join(changes, on="period_start", how="left")
+    return local.drop("period_start")

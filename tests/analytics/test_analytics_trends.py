@@ -126,5 +126,5 @@ def test_year_on_year_compares_a_month_with_the_same_month_a_year_before_only():
 
 
 def test_an_unknown_comparison_is_refused_with_the_known_ones_named():
-    with pytest.raises(ValueError, match="week_on_week, month_on_month, year_on_year"):
-        compare_periods(_periods("week", [date(2026, 3, 2)], [1.0]), "day_on_day", "UTC")
+    with pytest.raises(ValueError, match="day_on_day, week_on_week, month_on_month, year_on_year"):
+        compare_periods(_periods("week", [date(2026, 3, 2)], [1.0]), "hour_on_hour", "UTC")

@@ -204,10 +204,16 @@ def test_aggregates_have_their_local_start_and_a_moving_average_filled_from_earl
         "value_p99": "7.25",
         "moving_average": None,
         "moving_average_points": "3",
+        "change_pct": None,  # hours are not compared
+        "change_pct_year_on_year": None,
     }
     assert ph["moving_average"].to_list()[:3] == [None, None, "7.25"]  # 3 points from the third hour
     day = days.filter(pl.col("sensor_id") == "a-ph")
-    assert day.select("count_readings", "count_excluded", "moving_average").rows() == [("144", "15", None)]
+    assert day.select("count_readings", "count_excluded", "moving_average", "change_pct").rows() == [
+        ("144", "15", None, None)  # no day before to compare with
+    ]
+    later = _csv(run_export(make_request("aggregates", "a", "2026-04-03", None, "csv"), str(tmp_path) + "/"))
+    assert later.select("sensor_id", "change_pct").rows() == [("a-flow", "0.0")]  # 30 m3/h both days
     # the 00:00 hour of 3 April averages the two hours before it, read from the day before
     flow = next_day.filter(pl.col("sensor_id") == "a-flow")
     assert flow.select("bucket_start_local", "moving_average").rows() == [

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from tasks.exports.aggregates import with_changes
 from tasks.exports.health import health_days, local_days, sensor_uptime
 from tasks.exports.request import make_request
 from tasks.exports.usage import sensor_daily_volumes
@@ -229,4 +230,26 @@ def test_health_counts_each_thing_on_its_local_day():
     assert health.rows() == [
         (date(2026, 1, 1), 2, 1, 15, 9, 6, 2, 0, 0, 0, 2, 1, 50.0, 4, 3, 1, 75.0),
         (date(2026, 1, 2), 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 0, None, 0, 0, 0, None),
+    ]
+
+
+def test_aggregates_compare_a_month_with_the_month_before_and_a_year_before():
+    starts = [datetime(2025, 1, 1), datetime(2025, 12, 1), datetime(2026, 1, 1), datetime(2026, 3, 1)]
+    local = pl.Series(starts).dt.replace_time_zone("Europe/Berlin")
+    months = pl.DataFrame(
+        {
+            "sensor_id": "s1",
+            "resolution": "month",
+            "bucket_start": local.dt.convert_time_zone("UTC"),
+            "value_mean": [4.0, 8.0, 6.0, 3.0],
+        }
+    )
+
+    out = with_changes(months, "month", "Europe/Berlin")
+
+    assert out.select("change_pct", "change_pct_year_on_year").rows() == [
+        (None, None),
+        (None, None),  # November 2025 is missing
+        (-25.0, 50.0),  # January 2026: from December's 8, and from January 2025's 4
+        (None, None),  # February 2026 is missing, and March 2025
     ]
