@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import polars as pl
 from sqlalchemy import Connection
 
+from tasks.analytics.statistics import AGGREGATE_SCHEMA, VALUE_COLUMNS
 from tasks.analytics.trends import compare_periods, moving_average
 from tasks.database import load_sql, read_frame
 from tasks.exports.request import ExportRequest
@@ -28,19 +29,7 @@ LONGEST = {
     "week": timedelta(days=7, hours=1),
     "month": timedelta(days=31, hours=1),
 }
-STATISTICS = {
-    "count_readings": pl.Int64,
-    "count_excluded": pl.Int64,
-    "count_expected": pl.Int64,
-    "coverage_pct": pl.Float64,
-    "value_mean": pl.Float64,
-    "value_min": pl.Float64,
-    "value_max": pl.Float64,
-    "value_std": pl.Float64,
-    "value_median": pl.Float64,
-    "value_p95": pl.Float64,
-    "value_p99": pl.Float64,
-}
+STATISTICS = {name: AGGREGATE_SCHEMA[name] for name in VALUE_COLUMNS}  # as the aggregates table holds them
 AGGREGATE_EXPORT_SCHEMA = {
     "station_id": pl.String,
     "sensor_id": pl.String,

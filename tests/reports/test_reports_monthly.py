@@ -73,20 +73,28 @@ def readings(start: datetime, end: datetime, every: timedelta, value) -> pl.Data
     return pl.DataFrame({"observed_at": times}).with_columns(value=value)
 
 
+def store_readings(conn, municipality_id: str, name: str, rows: pl.DataFrame) -> None:  # noqa: ANN001
+    """`sensor_id`, `observed_at`, `value` rows loaded in a batch of their own, QC good."""
+    batch = conn.execute(
+        insert(IngestBatch).values(
+            municipality_id=municipality_id,
+            source=f"test://{name}",
+            checksum_sha256=name,
+            file_format="csv",
+            status="loaded",
+        )
+    ).inserted_primary_key[0]
+    loaded = rows.with_columns(
+        qc_flag=pl.lit(1), municipality_id=pl.lit(municipality_id), batch_id=pl.lit(batch)
+    )
+    bulk_insert(conn, "readings", loaded, conflict_columns=["sensor_id", "observed_at"])
+
+
 def seed_month(municipality_id: str = "riverton", registry: str = REGISTRY) -> None:
     start, end = month_bounds(MONTH, ZONE)
     high_from = start + timedelta(days=9)
     with begin() as conn:
         apply_registry(conn, parse_registry(registry))
-        batch = conn.execute(
-            insert(IngestBatch).values(
-                municipality_id=municipality_id,
-                source="test://month",
-                checksum_sha256=f"month-{municipality_id}",
-                file_format="csv",
-                status="loaded",
-            )
-        ).inserted_primary_key[0]
         turbidity = readings(start, end, timedelta(minutes=15), pl.lit(0.1)).with_columns(
             value=pl.when(
                 (pl.col("observed_at") >= high_from)
@@ -114,10 +122,8 @@ def seed_month(municipality_id: str = "riverton", registry: str = REGISTRY) -> N
                     }
                 )
             )
-        rows = pl.concat(frames, how="diagonal_relaxed").with_columns(
-            qc_flag=pl.lit(1), municipality_id=pl.lit(municipality_id), batch_id=pl.lit(batch)
-        )
-        bulk_insert(conn, "readings", rows, conflict_columns=["sensor_id", "observed_at"])
+        rows = pl.concat(frames, how="diagonal_relaxed").select("sensor_id", "observed_at", "value")
+        store_readings(conn, municipality_id, f"month-{municipality_id}", rows)
     for day in range(31):
         compute_aggregates.fn(municipality_id, MONTH + timedelta(days=day))
 
@@ -128,23 +134,14 @@ def add_late_turbidity() -> None:
     start, _ = month_bounds(MONTH, ZONE)
     late_at = start + timedelta(days=19, hours=10, minutes=7)
     with begin() as conn:
-        batch = conn.execute(
-            insert(IngestBatch).values(
-                municipality_id="riverton",
-                source="test://late",
-                checksum_sha256="late",
-                file_format="csv",
-                status="loaded",
-            )
-        ).inserted_primary_key[0]
         late = pl.DataFrame(
             {
                 "sensor_id": "riverton-turb",
                 "observed_at": [late_at, late_at + timedelta(minutes=1)],
                 "value": 1.6,
             }
-        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
-        bulk_insert(conn, "readings", late, conflict_columns=["sensor_id", "observed_at"])
+        )
+        store_readings(conn, "riverton", "late", late)
     compute_aggregates.fn("riverton", date(2026, 10, 20))
 
 
@@ -366,20 +363,9 @@ def test_a_rerun_writes_nothing_and_late_data_that_changes_an_insight_amends_the
 
     start, _ = month_bounds(MONTH, ZONE)
     with begin() as conn:  # a late lab sample of 20 October: the week of the 19th now averages 35
-        batch = conn.execute(
-            insert(IngestBatch).values(
-                municipality_id="riverton",
-                source="test://late-lead",
-                checksum_sha256="late-lead",
-                file_format="csv",
-                status="loaded",
-            )
-        ).inserted_primary_key[0]
         at = start + timedelta(days=19, hours=9)
-        late = pl.DataFrame(
-            {"sensor_id": ["riverton-lead"], "observed_at": [at], "value": 60.0}
-        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
-        bulk_insert(conn, "readings", late, conflict_columns=["sensor_id", "observed_at"])
+        late = pl.DataFrame({"sensor_id": ["riverton-lead"], "observed_at": [at], "value": 60.0})
+        store_readings(conn, "riverton", "late-lead", late)
     for day in range(19, 25):
         compute_aggregates.fn("riverton", MONTH + timedelta(days=day))
     amended = write_monthly_report.fn("riverton", MONTH)
@@ -571,21 +557,10 @@ stations:
 
 def add_nitrate(*samples: tuple[datetime, float]) -> None:
     """Lab nitrate samples (mg/L as NO3), loaded and aggregated as the nightly flow would."""
+    times, values = zip(*samples, strict=True)
+    frame = pl.DataFrame({"sensor_id": "riverton-nitrate", "observed_at": list(times), "value": list(values)})
     with begin() as conn:
-        batch = conn.execute(
-            insert(IngestBatch).values(
-                municipality_id="riverton",
-                source="test://lab",
-                checksum_sha256=f"lab-{samples[0][0].isoformat()}",
-                file_format="csv",
-                status="loaded",
-            )
-        ).inserted_primary_key[0]
-        times, values = zip(*samples, strict=True)
-        frame = pl.DataFrame(
-            {"sensor_id": "riverton-nitrate", "observed_at": list(times), "value": list(values)}
-        ).with_columns(qc_flag=pl.lit(1), municipality_id=pl.lit("riverton"), batch_id=pl.lit(batch))
-        bulk_insert(conn, "readings", frame, conflict_columns=["sensor_id", "observed_at"])
+        store_readings(conn, "riverton", f"lab-{times[0].isoformat()}", frame)
     for day in sorted({t.astimezone(ZoneInfo(ZONE)).date() for t, _ in samples}):
         compute_aggregates.fn("riverton", day)
 
