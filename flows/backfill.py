@@ -14,7 +14,8 @@ from tasks.stages import run_stage
 @flow(name="backfill")
 def backfill(from_day: date, to_day: date, municipality: str | None = None) -> dict:
     """Recompute the hourly, daily, weekly and monthly aggregates of [from_day, to_day] (local
-    days) for every municipality or one, one task per municipality; a rerun writes nothing."""
+    days), and the insights of the months they change, for every municipality or one, one task
+    per municipality; a rerun writes nothing."""
     if to_day < from_day:
         raise ValueError(f"the range ends ({to_day}) before it starts ({from_day})")
     known = list(plan_days(to_day))

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from prefect import task
 
 from tasks.analytics.aggregates import period_aggregates, refresh_day, write_changed
-from tasks.analytics.buckets import period_bounds
+from tasks.analytics.buckets import next_month, period_bounds
+from tasks.analytics.insights import refresh_month_insights
 from tasks.analytics.readings import (
     db_value,
     lock_municipality,
@@ -41,11 +42,22 @@ def backfill_periods(from_day: date, to_day: date, today: date) -> list[tuple[st
     return periods
 
 
+def insight_months(periods: list[tuple[str, date]], today: date) -> list[date]:
+    """The months (first days) whose insights the recomputed periods change, over before `today`:
+    the month each week or month ends in, and the next (its week or month compares with them)."""
+    months = set()
+    for resolution, first in periods:
+        last = first + timedelta(days=6) if resolution == "week" else next_month(first) - timedelta(days=1)
+        months |= {last.replace(day=1), next_month(last.replace(day=1))}
+    return sorted(month for month in months if next_month(month) <= today)
+
+
 @task(name="backfill_aggregates", task_run_name="backfill-{municipality_id}-{from_day}-{to_day}")
 def backfill_aggregates(
     municipality_id: str, from_day: date, to_day: date, now: datetime | None = None
 ) -> dict:
-    """Recompute every hour and day of [from_day, to_day] and the weeks and months that overlap it."""
+    """Recompute every hour and day of [from_day, to_day], the weeks and months that overlap it, and
+    the insights of the months those change."""
     with stage("backfill", municipality_id) as result, begin() as conn:
         lock_municipality(conn, municipality_id)
         tz = municipality_timezone(conn, municipality_id)
@@ -63,6 +75,10 @@ def backfill_aggregates(
             start, end = period_bounds(resolution, first, tz)
             fresh = period_aggregates(conn, municipality_id, tz, sensors, resolution, first)
             written += write_changed(conn, municipality_id, fresh, start, end)
+        insights = sum(
+            refresh_month_insights(conn, municipality_id, tz, month)
+            for month in insight_months(periods, today)
+        )
         start, end = local_day_bounds(from_day, tz)[0], local_day_bounds(to_day, tz)[1]
         params = {
             "municipality_id": municipality_id,
@@ -75,6 +91,7 @@ def backfill_aggregates(
             "days": (to_day - from_day).days + 1,
             "periods": [f"{r} {f.isoformat()}" for r, f in periods],
             "buckets_written": written,
+            "insights_written": insights,
             "stale_marks_cleared": cleared,
         }
     return result.as_dict()

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tasks.analytics.backfill import backfill_aggregates, backfill_periods
+from tasks.analytics.backfill import backfill_aggregates, backfill_periods, insight_months
 from tasks.calendar import local_day_bounds
 from tasks.database import begin, read_frame
 
@@ -58,3 +58,34 @@ def test_backfill_writes_every_resolution_and_a_rerun_writes_nothing(database, s
     month = stored.filter(pl.col("resolution") == "month").row(0, named=True)
     # March 2026 in Chicago lasts 31 days less the lost hour: 743 hourly readings expected
     assert (month["count_readings"], month["count_expected"]) == (167, 743)
+
+
+def test_insight_months_are_those_the_periods_end_in_and_the_next_when_over():
+    periods = [("week", date(2026, 3, 30)), ("month", date(2026, 3, 1))]
+
+    # the week ends on 5 April, so April's insights compare with it; May is not over on 15 May
+    assert insight_months(periods, today=date(2026, 5, 15)) == [date(2026, 3, 1), date(2026, 4, 1)]
+    assert insight_months(periods, today=date(2026, 4, 15)) == [date(2026, 3, 1)]
+
+
+def test_backfill_recomputes_the_insights_of_the_months_it_changes(database, seed):
+    tz = "America/Chicago"
+    with begin() as conn:
+        batch = seed.municipality(conn, "riverton", tz, {"rv-turb": "turbidity"}, interval_seconds=3600)
+        start, end = local_day_bounds(date(2026, 3, 2), tz)[0], local_day_bounds(date(2026, 3, 16), tz)[0]
+        second_week = local_day_bounds(date(2026, 3, 9), tz)[0]
+        times = pl.datetime_range(start, end, "1h", closed="left", time_zone="UTC", eager=True)
+        frame = pl.DataFrame({"sensor_id": "rv-turb", "observed_at": times}).with_columns(
+            value=pl.when(pl.col("observed_at") < second_week).then(0.2).otherwise(0.4)
+        )
+        seed.readings(conn, "riverton", batch, frame)
+
+    first = backfill_aggregates.fn("riverton", date(2026, 3, 2), date(2026, 3, 15), now=NOW)
+    again = backfill_aggregates.fn("riverton", date(2026, 3, 2), date(2026, 3, 15), now=NOW)
+
+    with begin() as conn:
+        query = "select kind, period_start, sentence from insights"
+        insights = read_frame(conn, query, {}, {"period_start": pl.Date})
+    assert first["details"]["insights_written"] == 1 and again["details"]["insights_written"] == 0
+    assert insights.select("kind", "period_start").rows() == [("week_on_week", date(2026, 3, 9))]
+    assert insights["sentence"][0].startswith("Turbidity at Plant rose 100 % week on week")
