@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 from prefect import task
-from sqlalchemy import Connection, delete, tuple_
+from sqlalchemy import Connection, delete, select
 
 from tasks.analytics.buckets import period_bounds
 from tasks.analytics.changes import rows_to_write
@@ -20,6 +20,7 @@ from tasks.models import Insight, utcnow
 from tasks.stages import stage
 
 MIN_CHANGE_PCT = 10.0  # smaller changes make no sentence unless the trend is significant
+DELETE_BATCH = 1000  # insights deleted a statement at a time
 SIGNIFICANCE = 0.05  # p-value below which a trend is called significant
 PHRASES = {"week_on_week": "week on week", "month_on_month": "month on month", "year_on_year": "year on year"}
 INSIGHT_KEY = ["sensor_id", "kind", "period_start"]
@@ -182,15 +183,23 @@ def refresh_month_insights(conn: Connection, municipality_id: str, tz: str, mont
         [day_insights(conn, municipality_id, tz, day) for day in days if ended_comparisons(day)],
         how="diagonal_relaxed",
     )
-    keys = found.select(INSIGHT_KEY).rows() if found.height else []
-    gone = delete(Insight).where(
-        Insight.municipality_id == municipality_id,
-        Insight.period_end > month,
-        Insight.period_end <= after,
-        tuple_(*(getattr(Insight, column) for column in INSIGHT_KEY)).not_in(keys),
+    stored = conn.execute(
+        select(Insight.id, *(getattr(Insight, column) for column in INSIGHT_KEY)).where(
+            Insight.municipality_id == municipality_id,
+            Insight.period_end > month,
+            Insight.period_end <= after,
+        )
+    ).all()
+    stored = pl.DataFrame(
+        [tuple(row) for row in stored],
+        schema={"id": pl.Int64, "sensor_id": pl.String, "kind": pl.String, "period_start": pl.Date},
+        orient="row",
     )
-    deleted = conn.execute(gone).rowcount
-    return deleted + write_insights(conn, municipality_id, found)
+    gone = stored if found.is_empty() else stored.join(found.select(INSIGHT_KEY), on=INSIGHT_KEY, how="anti")
+    ids = gone["id"].to_list()
+    for first in range(0, len(ids), DELETE_BATCH):  # a few stale ones, in bounded statements
+        conn.execute(delete(Insight).where(Insight.id.in_(ids[first : first + DELETE_BATCH])))
+    return len(ids) + write_insights(conn, municipality_id, found)
 
 
 def read_stored_insights(conn: Connection, municipality_id: str, schema: dict) -> pl.DataFrame:
