@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+
+from prefect import get_run_logger
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import MissingContextError
+
+
+def in_prefect_run() -> bool:
+    """Whether this runs inside a Prefect flow or task run (not as `.fn()` or from the command
+    line): artifacts and run logs belong to a run."""
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def run_logger(fallback: str) -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run's logger, which the UI shows, or the `fallback` logger outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(fallback)
 
 
 @dataclass

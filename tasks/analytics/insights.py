@@ -17,7 +17,7 @@ from tasks.analytics.readings import UTC_TIME, db_value, municipality_timezone
 from tasks.analytics.trends import COMPARISONS, compare_periods, linear_trend
 from tasks.database import begin, bulk_insert, load_sql, read_frame
 from tasks.models import Insight, utcnow
-from tasks.stages import stage
+from tasks.stages import in_prefect_run, stage
 
 MIN_CHANGE_PCT = 10.0  # smaller changes make no sentence unless the trend is significant
 DELETE_BATCH = 1000  # insights deleted a statement at a time
@@ -155,7 +155,6 @@ def day_insights(conn: Connection, municipality_id: str, tz: str, day: date) -> 
 def publish_insights(municipality_id: str, day: date) -> dict:
     """Store the insights of the weeks and months ending with `day` and publish them as Markdown."""
     from prefect.artifacts import create_markdown_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
 
     with stage("insights", municipality_id) as result, begin() as conn:
         tz = municipality_timezone(conn, municipality_id)
@@ -163,8 +162,7 @@ def publish_insights(municipality_id: str, day: date) -> dict:
         written = write_insights(conn, municipality_id, found)
         result.rows = found.height
         result.details = {"insights": found.height, "written": written}
-    in_run = FlowRunContext.get() is not None or TaskRunContext.get() is not None
-    if found.height and in_run:  # an artifact belongs to a run (e.g. not when called as `.fn`)
+    if found.height and in_prefect_run():  # an artifact belongs to a run (not to a `.fn` call)
         create_markdown_artifact(
             insights_markdown(found, f"Insights of {municipality_id}, {day.isoformat()}"),
             key=f"insights-{municipality_id}".lower().replace("_", "-"),

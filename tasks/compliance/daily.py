@@ -6,8 +6,7 @@ import logging
 from datetime import date
 
 import polars as pl
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 from sqlalchemy import Connection, select
 
 from tasks.audit import record_audit
@@ -17,7 +16,7 @@ from tasks.compliance.records import ACTOR, record_results, record_violations
 from tasks.compliance.standards import known_standards, load_standards
 from tasks.database import begin, load_sql, read_frame
 from tasks.models import Municipality
-from tasks.stages import stage
+from tasks.stages import run_logger, stage
 
 READING_SCHEMA = {
     "parameter": pl.String,
@@ -27,11 +26,8 @@ READING_SCHEMA = {
 }
 
 
-def _logger():
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("waterline.compliance")
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    return run_logger("waterline.compliance")
 
 
 def load_municipality(conn: Connection, municipality_id: str):

@@ -8,14 +8,14 @@ from prefect import task
 
 from tasks.exports.export import run_export
 from tasks.exports.request import ExportRequest
+from tasks.stages import in_prefect_run
 
 
 def _create_link_artifact(result: dict) -> None:
     """A Prefect link artifact to the export, only inside a flow or task run."""
     from prefect.artifacts import create_link_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return
     slug = re.sub(r"[^a-z0-9-]+", "-", f"export-{result['municipality_id']}-{result['kind']}".lower())
     location = result["location"]

@@ -6,8 +6,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 from sqlalchemy.exc import DBAPIError
 
 from tasks.database import begin
@@ -16,15 +15,12 @@ from tasks.ingest.http_source import http_sources, pull_http_source
 from tasks.ingest.load import ALREADY_LOADED, CHANGE_COUNTS, COUNTS, load_file, read_gate_sensors
 from tasks.ingest.registries import apply_folder_registry, apply_registries, require_municipality
 from tasks.settings import get_settings
-from tasks.stages import stage
+from tasks.stages import run_logger, stage
 from tasks.storage import ObjectStore, inbox_store
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        return get_run_logger()
-    except MissingContextError:  # called as `.fn()` or from the command line
-        return logging.getLogger("waterline.ingest")
+    return run_logger("waterline.ingest")
 
 
 def _retry_on_io(task, task_run, state) -> bool:  # noqa: ANN001

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, update
 
 from tasks.database import begin
 from tasks.models import IngestBatch
+from tasks.stages import in_prefect_run
 from tasks.storage import ObjectStore
 
 FAVICON_KEY = "quality/static/images/favicon.ico"
@@ -126,9 +127,8 @@ def publish_docs_link(
 ) -> UUID | None:
     """A Prefect link artifact to a batch's Data Docs, only inside a flow or task run."""
     from prefect.artifacts import create_link_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return None
     return create_link_artifact(
         key=artifact_key(municipality_id),

@@ -6,8 +6,7 @@ import logging
 import re
 from datetime import date
 
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 from sqlalchemy import Connection
 
 from tasks.database import begin
@@ -16,18 +15,15 @@ from tasks.reports.data import KIND, collect_daily, content_sha256
 from tasks.reports.pdf import render_pdf
 from tasks.reports.published import newest_revision, record_published
 from tasks.reports.render import render_csv, render_json, render_xlsx, report_meta
-from tasks.stages import stage
+from tasks.stages import in_prefect_run, run_logger, stage
 from tasks.storage import object_store
 
 ACTOR = "waterline.reports"
 RENDERERS = {"json": render_json, "csv": render_csv, "xlsx": render_xlsx, "pdf": render_pdf}
 
 
-def _logger():
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("waterline.reports")
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    return run_logger("waterline.reports")
 
 
 def report_key(municipality_id: str, day: date, revision: int, fmt: str) -> str:
@@ -51,9 +47,8 @@ def plan_revision(latest: int, existing: dict, content_hash: str) -> tuple[int, 
 def _create_link_artifacts(municipality_id: str, day: date, revision: int, files: dict) -> None:
     """One Prefect link artifact per format, only inside a flow or task run."""
     from prefect.artifacts import create_link_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return
     slug = re.sub(r"[^a-z0-9-]+", "-", municipality_id.lower())
     for fmt, stored in files.items():

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 from sqlalchemy import select, update
 
 from tasks.audit import record_audit
@@ -17,17 +16,14 @@ from tasks.models import Report, utcnow
 from tasks.reports.data import KIND
 from tasks.reports.templates import amendment_note, daily_email, daily_layout
 from tasks.settings import get_settings
-from tasks.stages import stage
+from tasks.stages import run_logger, stage
 from tasks.storage import object_store, open_url
 
 ACTOR = "waterline.mail"
 
 
-def _logger():
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("waterline.mail")
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    return run_logger("waterline.mail")
 
 
 def eml_key(municipality_id: str, day: date, revision: int) -> str:

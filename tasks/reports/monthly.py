@@ -16,8 +16,7 @@ import re
 from datetime import UTC, date, timedelta
 
 import polars as pl
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 from sqlalchemy import Connection, select, update
 
 from tasks.analytics.insights import refresh_month_insights
@@ -55,7 +54,7 @@ from tasks.reports.monthly_templates import monthly_layout
 from tasks.reports.monthly_xlsx import render_monthly_xlsx
 from tasks.reports.published import newest_revision, record_published
 from tasks.settings import get_settings
-from tasks.stages import stage
+from tasks.stages import in_prefect_run, run_logger, stage
 from tasks.storage import object_store, open_url
 
 KIND = "monthly_compliance"
@@ -85,11 +84,8 @@ STORED_INSIGHT_SCHEMA = {
 }
 
 
-def _logger():
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger("waterline.reports")
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    return run_logger("waterline.reports")
 
 
 def report_key(municipality_id: str, month: date, revision: int, fmt: str) -> str:
@@ -299,9 +295,8 @@ def _read_json(url: str) -> dict:
 def _artifacts(municipality_id: str, month: date, revision: int, files: dict, summary: str) -> None:
     """A link artifact per format and a markdown summary, only inside a flow or task run."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact
-    from prefect.context import FlowRunContext, TaskRunContext
 
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+    if not in_prefect_run():
         return
     slug = re.sub(r"[^a-z0-9-]+", "-", municipality_id.lower())
     for fmt, stored in files.items():

@@ -31,7 +31,7 @@ from sqlalchemy import insert
 from tasks.database import begin
 from tasks.models import WebhookDelivery, WebhookEvent, utcnow
 from tasks.settings import get_settings
-from tasks.stages import stage
+from tasks.stages import run_logger, stage
 from tasks.webhooks.addresses import Endpoint, UnsafeEndpointError, check_endpoint
 from tasks.webhooks.ledger import (
     claim_due_deliveries,
@@ -67,12 +67,7 @@ __all__ = [
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # noqa: BLE001 - outside a Prefect run (tests, CLI)
-        return logging.getLogger(__name__)
+    return run_logger("tasks.webhooks.delivery")
 
 
 @dataclass(frozen=True)
