@@ -13,7 +13,7 @@ import polars as pl
 from sqlalchemy import Connection
 
 from tasks.analytics.readings import UTC_TIME, is_excluded, read_sensor_readings
-from tasks.evaluation.labelled import LabelledReadings
+from tasks.detection.labelled import LabelledReadings
 
 MINUTE = timedelta(minutes=1)
 NAIVE_TIME = pl.Datetime("us")

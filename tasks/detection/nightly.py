@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Row
 from tasks.analytics.readings import read_sensor_readings
 from tasks.anomalies.detectors import ANOMALY_SCHEMA, number_text
 from tasks.detection.frames import floor_minute, station_readings, utc_times, wide_minutes
+from tasks.detection.labelled import LabelledReadings
 from tasks.detection.model_store import active_models, load_model
-from tasks.evaluation.labelled import LabelledReadings
 from tasks.settings import redact
 
 METHOD = "learned"
@@ -73,7 +73,7 @@ def learned_anomalies(
 
 def alarm_table(wide: pl.DataFrame, readings: LabelledReadings, model: Row, fitted: object) -> pl.DataFrame:
     """The minutes with a reading: `observed_at`, probability `p`, `alarm` and alarm `run`."""
-    from tasks.evaluation.learned import PostProcess, alarms, feature_frame, predict
+    from tasks.detection.learned import PostProcess, alarms, feature_frame, predict
 
     features = feature_frame(readings)
     names = features.columns[1:]
@@ -99,7 +99,7 @@ def station_anomalies(
     conn: Connection, municipality_id: str, model: Row, sensors: pl.DataFrame, start: datetime, end: datetime
 ) -> pl.DataFrame:
     """One station's learned anomalies of [start, end)."""
-    from tasks.evaluation.detect import sensor_zscores
+    from tasks.detection.station_alarm import sensor_zscores
 
     model_sensors = pl.DataFrame(model.sensors, schema={"sensor_id": pl.String, "parameter": pl.String})
     ids = model_sensors["sensor_id"].to_list()

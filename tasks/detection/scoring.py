@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tasks.evaluation.detect import DEFAULT_CONFIG, station_alarm
-from tasks.evaluation.labelled import LabelledReadings
-from tasks.evaluation.learned import PostProcess, alarms, feature_frame, fit_detector, predict
-from tasks.evaluation.scoring import Scores, score_alarms
+from tasks.detection.labelled import LabelledReadings
+from tasks.detection.learned import PostProcess, alarms, feature_frame, fit_detector, predict
+from tasks.detection.metrics import Scores, score_alarms
+from tasks.detection.station_alarm import DEFAULT_CONFIG, station_alarm
 
 BLOCKS = 3
 MIN_EVENTS = 2

@@ -99,7 +99,7 @@ def train_station(
     """Train, score, store and perhaps activate one station's learned detector."""
     import sklearn
 
-    from tasks.evaluation.learned import fit_detector, model_description  # scikit-learn: only here
+    from tasks.detection.learned import fit_detector, model_description  # scikit-learn: only here
 
     with begin() as conn:
         station_of(conn, municipality_id, station_id)

@@ -7,10 +7,11 @@ The GECCO 2018 drinking-water file is the model: `Time`, nine sensor columns and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
+from tasks.detection.labelled import LabelledReadings
 
 # Column -> canonical parameter (tasks/parameters.yaml) for the GECCO 2018 file.
 GECCO_PARAMETERS: dict[str, str] = {
@@ -25,18 +26,6 @@ GECCO_PARAMETERS: dict[str, str] = {
     "Fm_2": "flow",
 }
 TRUE_TEXT = ("true", "1", "yes", "t")
-
-
-@dataclass(frozen=True)
-class LabelledReadings:
-    """One row per time: `observed_at`, a Float64 column per sensor and `label` (bool)."""
-
-    frame: pl.DataFrame
-    parameters: dict[str, str]  # sensor column -> parameter, only the columns present
-
-    @property
-    def sensors(self) -> list[str]:
-        return list(self.parameters)
 
 
 def read_labelled(

@@ -15,9 +15,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tasks.evaluation.detect import DEFAULT_CONFIG, DetectorConfig, alarm_expr, kth_largest, station_alarm
-from tasks.evaluation.labelled import LabelledReadings, read_labelled
-from tasks.evaluation.scoring import Scores, f1_from_counts, score_alarms
+from tasks.detection.labelled import LabelledReadings, is_covered, iso_week
+from tasks.detection.metrics import Scores, f1_from_counts, score_alarms
+from tasks.detection.station_alarm import (
+    DEFAULT_CONFIG,
+    DetectorConfig,
+    alarm_expr,
+    kth_largest,
+    station_alarm,
+)
+from tasks.evaluation.labelled import read_labelled
 
 # Small on purpose: every grid point is computed over the whole file, and a big grid overfits.
 GRID: dict[str, tuple] = {
@@ -36,13 +43,6 @@ def grid_configs(grid: Mapping[str, Sequence] = GRID) -> list[DetectorConfig]:
     return [DetectorConfig(**dict(zip(names, values, strict=True))) for values in product(*grid.values())]
 
 
-def iso_week(time: pl.Expr) -> pl.Expr:
-    return time.dt.strftime("%G-W%V")
-
-
-def is_covered(readings: LabelledReadings) -> pl.Expr:
-    """Rows where at least one sensor has a reading; rows with every sensor missing are not scored."""
-    return pl.any_horizontal(pl.col(readings.sensors).is_not_null())
 
 
 def alarm_table(
@@ -193,7 +193,7 @@ def evaluate(
             "scores": score_config(readings, config).as_dict(),
         }
     if learned:
-        from tasks.evaluation.learned import learned_report  # it imports this module
+        from tasks.evaluation.learned import learned_report
 
         report.update(learned_report(readings, dev, None if tune_on is None else str(tune_on)))
     if synthetic:

@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tasks.database import begin
+from tasks.detection.features import FEATURES
 from tasks.detection.labels import import_labels
+from tasks.detection.metrics import Scores
 from tasks.detection.model_store import ModelIntegrityError, load_model, model_bytes, store_model
 from tasks.detection.scoring import HeldOut, activation
 from tasks.detection.training import train_detectors
-from tasks.evaluation.learned_features import FEATURES
-from tasks.evaluation.scoring import Scores
 from tasks.models import DetectorModel
 from tasks.settings import reset_settings
 from tasks.storage import ObjectStore, object_store

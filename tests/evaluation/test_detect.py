@@ -8,8 +8,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tasks.evaluation.detect import DEFAULT_CONFIG, alarm_expr, kth_largest, quality_sensors, station_alarm
-from tasks.evaluation.labelled import GECCO_PARAMETERS, LabelledReadings, read_labelled
+from tasks.detection.labelled import LabelledReadings
+from tasks.detection.station_alarm import (
+    DEFAULT_CONFIG,
+    alarm_expr,
+    kth_largest,
+    quality_sensors,
+    station_alarm,
+)
+from tasks.evaluation.labelled import GECCO_PARAMETERS, read_labelled
 
 from .conftest import labelled_frame, write_labelled
 

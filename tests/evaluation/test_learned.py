@@ -7,9 +7,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tasks.evaluation import learned
-from tasks.evaluation.labelled import LabelledReadings, read_labelled
-from tasks.evaluation.learned_features import FEATURES, MONOTONIC
+from tasks.detection import learned
+from tasks.detection.features import FEATURES, MONOTONIC
+from tasks.detection.labelled import LabelledReadings
+from tasks.evaluation import learned as evaluation
+from tasks.evaluation.labelled import read_labelled
 
 from .conftest import labelled_frame, write_labelled
 
@@ -72,9 +74,9 @@ def test_a_weeks_predictions_do_not_depend_on_its_labels(readings):
     also_other = frame.with_columns(
         pl.when(pl.Series(other_week)).then(pl.lit(False)).otherwise(pl.col("label")).alias("label")
     )
-    base = learned.cross_validate_learned(readings)
-    flipped = learned.cross_validate_learned(with_frame(readings, relabelled))
-    elsewhere = learned.cross_validate_learned(with_frame(readings, also_other))
+    base = evaluation.cross_validate_learned(readings)
+    flipped = evaluation.cross_validate_learned(with_frame(readings, relabelled))
+    elsewhere = evaluation.cross_validate_learned(with_frame(readings, also_other))
     table, _ = learned.scored_table(readings)
     rows = (table["week"] == scored_week).to_numpy()
     np.testing.assert_array_equal(base["probability"][rows], flipped["probability"][rows])
@@ -83,7 +85,7 @@ def test_a_weeks_predictions_do_not_depend_on_its_labels(readings):
 
 
 def test_the_learned_detector_finds_the_injected_events(readings):
-    report = learned.cross_validate_learned(readings)
+    report = evaluation.cross_validate_learned(readings)
     scores = report["scores"]
     assert [w["week"] for w in report["weeks"]] == ["2026-W10", "2026-W11", "2026-W12"]
     assert scores["events"] == 15 and scores["events_detected"] == 15
@@ -93,7 +95,7 @@ def test_the_learned_detector_finds_the_injected_events(readings):
 
 def test_trained_on_another_file_scores_this_one(readings, tmp_path):
     dev = read_labelled(write_labelled(tmp_path / "dev.csv", labelled_frame(days=8, seed=9)))
-    post, scores = learned.score_trained_on(dev, readings)
+    post, scores = evaluation.score_trained_on(dev, readings)
     assert 0 < post.threshold < 1
     assert scores.events_detected == 15 and scores.f1 > 0.9
 
@@ -101,7 +103,7 @@ def test_trained_on_another_file_scores_this_one(readings, tmp_path):
 def test_a_week_without_events_in_the_training_rows_is_a_sentence(readings):
     quiet = readings.frame.with_columns(pl.lit(False).alias("label"))
     with pytest.raises(ValueError, match="both labelled and unlabelled"):
-        learned.cross_validate_learned(with_frame(readings, quiet))
+        evaluation.cross_validate_learned(with_frame(readings, quiet))
 
 
 def test_the_post_processing_is_chosen_for_the_worst_week_not_the_pooled_minutes():

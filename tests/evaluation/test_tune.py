@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from tasks.evaluation.detect import DetectorConfig
+from tasks.detection.station_alarm import DetectorConfig
 from tasks.evaluation.labelled import read_labelled
 from tasks.evaluation.tune import choose_per_week, cross_validate, evaluate, grid_configs, tune
 

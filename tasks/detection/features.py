@@ -40,8 +40,8 @@ from collections.abc import Mapping
 import polars as pl
 
 from tasks.anomalies.detectors import load_limits, noise_floors
-from tasks.evaluation.detect import quality_sensors
-from tasks.evaluation.labelled import LabelledReadings
+from tasks.detection.labelled import LabelledReadings
+from tasks.detection.station_alarm import quality_sensors
 
 MEDIAN_WINDOWS = (30, 60, 120)  # minutes of past readings
 DAY = "1440m"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.evaluation.learned_features import FEATURES
+from tasks.detection.features import FEATURES
 
 BACKSTOP_FEATURE = "dev_mean_day_top1"
 BACKSTOP_COLUMN = FEATURES.index(BACKSTOP_FEATURE)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import polars as pl
 import pytest
 
-from tasks.evaluation.scoring import Scores, f_beta, score_alarms
+from tasks.detection.metrics import Scores, f_beta, score_alarms
 
 
 def vectors(alarm: str, label: str, step_minutes: int = 1) -> pl.DataFrame:

@@ -28,7 +28,7 @@ from tasks.anomalies.detectors import (
     zscore_parameters,
 )
 from tasks.anomalies.incidents import OPEN_AT
-from tasks.evaluation.labelled import LabelledReadings
+from tasks.detection.labelled import LabelledReadings
 
 # rolling z; robust z with the IQR spread (as shipped in detectors.yaml); robust z with the MAD spread.
 # "median_mad" is left out of the tuning grid: on GECCO 2018 dev it lowers the cross-validated F1.
