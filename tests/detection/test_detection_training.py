@@ -214,3 +214,74 @@ def test_every_detect_command_explains_itself(command):
     result = runner.invoke(app, ["detect", *command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage: " in result.output and f"detect {command[0]}" in result.output
+
+
+def test_without_the_option_only_labelled_minutes_are_trained_on_and_the_range_is_said(database, tmp_path):
+    station, events = seed_labelled_riverton(tmp_path, days=3, labelled_days=2)  # day 3 unlabelled
+    labelled_events = events.filter(pl.col("starts_at") < START + timedelta(days=2))
+    event_minutes = int(
+        labelled_events.select((pl.col("ends_at") - pl.col("starts_at")).dt.total_minutes().sum()).item()
+    )
+
+    result = runner.invoke(app, ["detect", "train", "-m", "riverton"])  # the range: all three days
+
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (
+        f"labelled 2026-05-04 00:00..2026-05-06 00:00 UTC: {event_minutes:,} event and "
+        f"{2 * 1440 - event_minutes:,} normal minutes, 1,440 unlabelled minutes left out; 2,880 minutes used"
+    ) in said
+    [model] = _models()
+    assert (model.data_start, model.data_end) == (START, START + timedelta(days=3))
+    assert model.scores["rows"] == 2 * 1440
+    assert model.description["minutes_used"] == {
+        "first_labelled": START.isoformat(),
+        "last_labelled": (START + timedelta(days=2)).isoformat(),
+        "event_minutes": event_minutes,
+        "normal_minutes": 2 * 1440 - event_minutes,
+        "unlabelled_minutes": 1440,
+        "unlabelled_as_normal": False,
+    }
+    listed = runner.invoke(app, ["detect", "models", "-m", "riverton"])
+    assert "1,440 unlabelled minutes left out" in " ".join(listed.output.split())
+
+    [with_option] = train_detectors("riverton", unlabelled_as_normal=True)
+
+    assert with_option.rows == 3 * 1440
+    assert with_option.coverage.unlabelled_as_normal is True
+    assert _models()[1].description["minutes_used"]["unlabelled_as_normal"] is True
+
+
+def test_with_only_events_labelled_training_is_refused_unless_unlabelled_time_is_called_normal(
+    database, tmp_path
+):
+    readings, events = station_signals("riverton-plant", days=2)
+    only_events = pl.concat(
+        readings.filter(pl.col("observed_at").is_between(start, end, closed="left"))
+        for start, end in events.iter_rows()
+    )
+    path = labelled_csv(tmp_path / "events-only.csv", only_events, events)
+    with begin() as conn:
+        station = seed_station(conn, "riverton", readings)
+        import_labels(conn, "riverton", station, path)
+    event_minutes = only_events["observed_at"].n_unique()
+
+    refused = runner.invoke(app, ["detect", "train", "-m", "riverton"])
+
+    assert refused.exit_code == 1
+    assert (
+        f"riverton-plant: refused: only events are labelled in the range ({event_minutes:,} minutes) and no "
+        "stretch is labelled normal, so there is nothing normal to learn from: import a file with normal "
+        "rows, dismiss false alarms, or pass --unlabelled-as-normal to count the "
+        f"{2 * 1440 - event_minutes:,} unlabelled minutes as normal"
+    ) in " ".join(refused.output.split())
+    assert _models() == []
+
+    allowed = runner.invoke(app, ["detect", "train", "-m", "riverton", "--unlabelled-as-normal"])
+
+    assert allowed.exit_code == 0, allowed.output
+    assert f"{2 * 1440 - event_minutes:,} unlabelled minutes used as normal" in " ".join(
+        allowed.output.split()
+    )
+    [model] = _models()
+    assert model.scores["rows"] == 2 * 1440
