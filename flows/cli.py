@@ -109,12 +109,45 @@ def ingest(
 @plain_errors
 def run_nightly(
     day: Annotated[str | None, typer.Option(help="Day to process (YYYY-MM-DD); default yesterday.")] = None,
+    from_day: Annotated[
+        str | None, typer.Option("--from", help="First day of a range to process (YYYY-MM-DD).")
+    ] = None,
+    to_day: Annotated[
+        str | None, typer.Option("--to", help="Last day of the range (YYYY-MM-DD, included).")
+    ] = None,
+    keep_going: Annotated[
+        bool, typer.Option("--keep-going", help="Go on with the next days after a day fails.")
+    ] = False,
 ) -> None:
-    """Run the nightly pipeline for one day."""
+    """Run the nightly pipeline for one day, or for each day of --from..--to in order (one flow run
+    per day), stopping at the first failed day unless --keep-going."""
     from flows.nightly_pipeline import nightly_pipeline
+    from tasks.pipeline import day_line, range_days, range_total_line, run_days
 
-    summary = nightly_pipeline(day=date.fromisoformat(day) if day else None)
-    _print_stages(summary)
+    days = range_days(
+        date.fromisoformat(day) if day else None,
+        date.fromisoformat(from_day) if from_day else None,
+        date.fromisoformat(to_day) if to_day else None,
+    )
+    if days is None:
+        _print_stages(nightly_pipeline(day=date.fromisoformat(day) if day else None))
+        return
+    runs = []
+    for run in run_days(nightly_pipeline, days, keep_going):
+        runs.append(run)
+        console.print(_cell(day_line(run)), soft_wrap=True)
+    console.print(_cell(range_total_line(runs, days)), soft_wrap=True)
+    failed = [r for r in runs if r.failed]
+    if failed and len(runs) < len(days):
+        console.print(
+            _cell(
+                f"stopped at {failed[0].day}, the first failed day: {len(days) - len(runs)} later day(s) not "
+                "run; fix the cause and run the range again from that day, or pass --keep-going"
+            ),
+            soft_wrap=True,
+        )
+    if failed:
+        raise typer.Exit(1)
 
 
 @run_app.command("monthly")
