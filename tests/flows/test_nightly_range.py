@@ -115,9 +115,7 @@ def _counts() -> dict:
         }
 
 
-def test_a_two_day_range_runs_both_days_in_order_and_a_rerun_changes_nothing(
-    database, prefect_server
-):
+def test_a_two_day_range_runs_both_days_in_order_and_a_rerun_changes_nothing(database, prefect_server):
     from tasks.sample import generate_sample
     from tasks.storage import inbox_store
 
