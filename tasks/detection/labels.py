@@ -167,8 +167,9 @@ def refuse_daylight_saving_times(name: str, frame: pl.DataFrame, timezone: str, 
         *([listed(fold, "are ambiguous (daylight-saving fold)")] if fold.height else []),
     ]
     raise ValueError(
-        f"{name}: {'; '.join(problems)}. Nothing was imported: write these times with their UTC offset "
-        "(e.g. 2016-03-27T02:30:00+01:00) or in UTC with Z"
+        f"{name}: {'; '.join(problems)}. Nothing was imported: if the file's clock keeps no daylight "
+        "saving, name the zone it keeps (--timezone, or --source for a source mapping's); else write these "
+        "times with their UTC offset (e.g. 2016-03-27T02:30:00+01:00) or in UTC with Z"
     )
 
 
