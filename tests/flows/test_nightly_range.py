@@ -95,6 +95,34 @@ def test_a_range_stops_at_the_first_failed_day_unless_told_to_keep_going():
     assert going.ran == days
 
 
+def test_the_command_says_each_day_and_where_it_stopped(monkeypatch):
+    import flows.nightly_pipeline
+
+    args = ["run", "nightly", "--from", "2026-03-10", "--to", "2026-03-12"]
+    stopping = _Days({SECOND})
+    monkeypatch.setattr(flows.nightly_pipeline, "nightly_pipeline", stopping)
+
+    stopped = runner.invoke(app, args)
+
+    assert stopped.exit_code == 1
+    said = " ".join(stopped.output.split())
+    assert stopping.ran == [FIRST, SECOND]
+    assert "2026-03-10: 2 municipalities, 100 readings loaded" in said
+    assert "2026-03-11: failed after" in said and "flag_readings:riverton: disk full" in said
+    assert "total 2026-03-10..2026-03-12: 1 of 3 day(s) done, 1 failed (2026-03-11), 1 not run" in said
+    assert "stopped at 2026-03-11, the first failed day: 1 later day(s) not run" in said
+
+    going = _Days({SECOND})
+    monkeypatch.setattr(flows.nightly_pipeline, "nightly_pipeline", going)
+
+    kept = runner.invoke(app, [*args, "--keep-going"])
+
+    assert kept.exit_code == 1
+    assert going.ran == [FIRST, SECOND, THIRD]
+    assert "2 of 3 day(s) done, 1 failed (2026-03-11);" in " ".join(kept.output.split())
+    assert "stopped at" not in kept.output
+
+
 def test_a_day_and_a_range_together_are_refused_before_anything_runs():
     result = runner.invoke(
         app, ["run", "nightly", "--day", "2026-03-10", "--from", "2026-03-10", "--to", "2026-03-11"]
