@@ -62,14 +62,29 @@ def used(readings: LabelledReadings, use: pl.Series | None = None) -> pl.Series:
     return keep if use is None else keep & use
 
 
+def after_left_out(readings: LabelledReadings, use: pl.Series | None = None) -> pl.Series:
+    """Per minute, whether minutes with readings that are not used lie between it and the used
+    minute before it (`break`): an event or alarm never runs across unlabelled time left out."""
+    if use is None:
+        return pl.Series("break", [False] * readings.frame.height, dtype=pl.Boolean)
+    kept = pl.col("kept")
+    flags = (
+        pl.DataFrame({"covered": covered(readings), "kept": used(readings, use)})
+        .with_columns(pl.when(pl.col("covered")).then(kept).forward_fill().shift(1).alias("before"))
+        .select((kept & pl.col("before").not_()).fill_null(False).alias("break"))
+    )
+    return flags.to_series()
+
+
 def training_matrix(
     readings: LabelledReadings, use: pl.Series | None = None
 ) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
-    """The used minutes (`observed_at`, `label`), their feature matrix and the feature names;
-    features are computed on every minute, so a used minute's past is whole."""
+    """The used minutes (`observed_at`, `label`, `break`: see `after_left_out`), their feature
+    matrix and the feature names; features are computed on every minute, so a used minute's past
+    is whole."""
     features = feature_frame(readings)
     keep = used(readings, use)
-    table = readings.frame.select("observed_at", "label").filter(keep)
+    table = readings.frame.select("observed_at", "label", after_left_out(readings, use)).filter(keep)
     chosen = features.filter(keep).drop("observed_at")
     return table, chosen.to_numpy().astype(np.float64), chosen.columns
 
@@ -85,7 +100,8 @@ def fold_groups(times: pl.Series, blocks: int = BLOCKS) -> tuple[np.ndarray, str
 
 
 def out_of_fold_alarm(table: pl.DataFrame, features: np.ndarray, groups: np.ndarray) -> pl.Series:
-    """Each fold's alarm from a detector fitted on the other folds, computed within the fold."""
+    """Each fold's alarm from a detector fitted on the other folds, computed within each unbroken
+    stretch of the fold (`break`)."""
     labels = table["label"].to_numpy()
     probability = np.zeros(len(labels))
     chosen: dict[str, PostProcess | None] = {}
@@ -98,11 +114,13 @@ def out_of_fold_alarm(table: pl.DataFrame, features: np.ndarray, groups: np.ndar
         detector = fit_detector(features[~inside], others, groups[~inside])
         probability[inside] = predict(detector.model, features[inside])
         chosen[group] = detector.post
-    frame = table.select(pl.Series("p", probability), pl.Series("group", groups))
+    frame = table.select(
+        pl.Series("p", probability), pl.Series("group", groups), pl.col("break").cum_sum().alias("stretch")
+    ).with_columns(pl.format("{}/{}", "group", "stretch").alias("stretch"))  # a fold's unbroken stretch
     alarm = pl.coalesce(
         *(
             pl.when(pl.col("group") == group).then(
-                alarms(pl.col("p"), post, "group") if post is not None else pl.lit(False)
+                alarms(pl.col("p"), post, "stretch") if post is not None else pl.lit(False)
             )
             for group, post in chosen.items()
         ),
@@ -118,9 +136,9 @@ def held_out_scores(
     training table, matrix and feature names, so the final model is fitted on the same rows."""
     table, features, names = training_matrix(readings, use)
     groups, scheme = fold_groups(table["observed_at"])
-    learned = score_alarms(table.with_columns(out_of_fold_alarm(table, features, groups)))
-    statistical_alarm = station_alarm(readings, DEFAULT_CONFIG).filter(used(readings, use))
-    statistical = score_alarms(statistical_alarm)
+    learned = score_alarms(table.with_columns(out_of_fold_alarm(table, features, groups)), breaks="break")
+    statistical_alarm = station_alarm(readings, DEFAULT_CONFIG).with_columns(after_left_out(readings, use))
+    statistical = score_alarms(statistical_alarm.filter(used(readings, use)), breaks="break")
     held = HeldOut(scheme, len(set(groups.tolist())), table.height, learned, statistical)
     return held, table, features, names
 

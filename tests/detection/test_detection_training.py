@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.database import begin
 from tasks.detection.features import FEATURES
+from tasks.detection.labelled import LabelledReadings
 from tasks.detection.labels import import_labels
-from tasks.detection.metrics import Scores
+from tasks.detection.metrics import Scores, score_alarms
 from tasks.detection.model_store import ModelIntegrityError, load_model, model_bytes, store_model
-from tasks.detection.scoring import HeldOut, activation
+from tasks.detection.scoring import HeldOut, activation, after_left_out, used
 from tasks.detection.training import train_detectors
 from tasks.models import DetectorModel
 from tasks.settings import reset_settings
@@ -207,6 +208,33 @@ def test_incidents_operators_confirmed_or_dismissed_are_the_next_trainings_label
     [model] = _models()
     assert model.description["labels"] == {"incident_events": events.height, "incident_normal": 1}
     assert model.description["event_minutes"] == event_minutes
+    # only the incidents' minutes are used; the unlabelled time between them keeps them separate events
+    assert model.scores["rows"] == event_minutes + 21  # the false alarm: 30th to 50th minute, included
+    assert model.scores["learned"]["events"] == model.scores["statistical"]["events"] == events.height
+
+
+def test_labelled_stretches_stay_apart_where_unlabelled_time_was_left_out():
+    times = pl.datetime_range(START, START + timedelta(minutes=9), "1m", eager=True).dt.replace_time_zone(
+        None
+    )
+    frame = pl.DataFrame({"observed_at": times, "s": [1.0] * 4 + [None] + [1.0] * 5, "label": [False] * 10})
+    readings = LabelledReadings(frame, {"s": "ph"})
+    use = pl.Series([True, True, False, False, True, True, True, False, True, True])
+
+    # rows 2-3 have readings and are left out, row 7 too; row 4 has none: it breaks nothing
+    assert after_left_out(readings, use).to_list() == [False] * 5 + [True, False, False, True, False]
+    assert after_left_out(readings, None).to_list() == [False] * 10  # nothing left out: nothing breaks
+    # rows 0-1 and 5-6 are labelled events: two events, not one run across the rows left out
+    table = pl.DataFrame(
+        {
+            "observed_at": times,
+            "label": [True, True, False, False, False, True, True, False, False, False],
+            "alarm": [False] * 10,
+            "break": after_left_out(readings, use),
+        }
+    ).filter(used(readings, use))
+    assert score_alarms(table, breaks="break").events == 2
+    assert score_alarms(table).events == 1  # what it was before the break
 
 
 @pytest.mark.parametrize("command", [["import-labels"], ["train"], ["models"]], ids=" ".join)
