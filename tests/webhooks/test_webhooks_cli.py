@@ -159,6 +159,7 @@ def test_the_secret_is_printed_once_at_add_and_at_rotation_and_nowhere_else(allo
     assert audit[0][3] == {
         "url": receiver.url,
         "event_types": ["alert.created", "incident.opened"],
+        "min_severity": "HIGH",
         "description": "ops pager",
     }
     # The test event after the rotation carries both signatures, and each verifies.
