@@ -309,11 +309,13 @@ def resolve_quiet_alerts(
     the quiet period); records `alert.resolved` for each. Returns how many were resolved."""
     columns = [getattr(Alert, name) for name in ALERT_SCHEMA]
     rows = conn.execute(
-        select(*columns).where(
+        select(*columns)
+        .where(
             Alert.municipality_id == municipality_id,
             Alert.status == "open",
             Alert.last_observed_at < quiet_since,
         )
+        .order_by(Alert.id)
     ).all()
     quiet = pl.DataFrame([tuple(r) for r in rows], schema=ALERT_SCHEMA, orient="row")
     if quiet.is_empty():
