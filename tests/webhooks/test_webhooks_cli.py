@@ -436,3 +436,19 @@ def test_unknown_ids_and_bad_input_are_one_sentence_and_exit_1(allow_loopback, a
     result = run(*args)
     assert result.exit_code == 1
     assert f"error: {sentence}" in result.output
+
+
+def test_min_severity_is_chosen_at_add_changed_by_update_and_checked(allow_loopback, receiver):
+    sid, _ = add(receiver, "riverton", "alert.created", "", "--min-severity", "critical")
+    default_sid, _ = add(receiver, "riverton", "alert.created")
+
+    lowered = run("update", str(sid), "--min-severity", "MEDIUM")
+    wrong = run("update", str(sid), "--min-severity", "urgent")
+    refused = run("add", "-m", "riverton", "--url", receiver.url, "--events", "*", "--min-severity", "severe")
+    listed = json.loads(run("list", "-m", "riverton", "--json").output)
+
+    assert lowered.exit_code == 0 and "min_severity CRITICAL -> MEDIUM" in lowered.output
+    for result in (wrong, refused):
+        assert result.exit_code == 1
+        assert "choose one of LOW, MEDIUM, HIGH, CRITICAL" in result.output
+    assert [(s["id"], s["min_severity"]) for s in listed] == [(sid, "MEDIUM"), (default_sid, "HIGH")]
