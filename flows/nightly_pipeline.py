@@ -10,7 +10,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.analytics import compute_aggregates
 from tasks.analytics.insights import publish_insights
 from tasks.anomalies import detect_anomalies
-from tasks.anomalies.alerts import raise_alerts
+from tasks.anomalies.alert_stage import raise_alerts
 from tasks.compliance import judge_compliance
 from tasks.ingest import ingest_municipality, sync_registries
 from tasks.maintenance import score_sensor_health

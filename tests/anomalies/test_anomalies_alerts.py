@@ -10,7 +10,8 @@ from sqlalchemy import insert, select
 
 from tasks.analytics.readings import UTC_TIME
 from tasks.anomalies import detect_anomalies
-from tasks.anomalies.alerts import RUN_SCHEMA, alert_runs, raise_alerts
+from tasks.anomalies.alert_stage import raise_alerts
+from tasks.anomalies.alerts import RUN_SCHEMA, alert_runs
 from tasks.database import begin
 from tasks.models import Alert, Anomaly, WebhookEvent
 

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from sqlalchemy import insert, select
 
-from tasks.anomalies.alerts import raise_alerts
+from tasks.anomalies.alert_stage import raise_alerts
 from tasks.database import begin
 from tasks.maintenance.outages import check_sensor_outages
 from tasks.models import Anomaly, WebhookDelivery
