@@ -36,6 +36,14 @@ Events = Annotated[
         "--events", help='Comma-separated event types, e.g. alert.created,incident.opened; "*" for all.'
     ),
 ]
+MinSeverity = Annotated[
+    str | None,
+    typer.Option(
+        "--min-severity",
+        help="The alerts this endpoint receives: runs of anomalies at least this severe "
+        "(LOW, MEDIUM, HIGH, CRITICAL; default HIGH).",
+    ),
+]
 
 BODY_EXCERPT_CHARS = 200
 
@@ -93,14 +101,22 @@ def add(
         str | None,
         typer.Option(help="Your own whsec_ secret (it stays in shell history); default: a new one."),
     ] = None,
+    min_severity: MinSeverity = None,
 ) -> None:
     """Subscribe an endpoint to a municipality's events; a new signing secret is printed once."""
     from tasks.database import begin
-    from tasks.webhooks.subscriptions import add_subscription
+    from tasks.webhooks.subscriptions import DEFAULT_MIN_SEVERITY, add_subscription
 
     with begin() as conn:
         subscription_id, stored = add_subscription(
-            conn, municipality, url, _event_list(events), description, secret=secret, actor=_by()
+            conn,
+            municipality,
+            url,
+            _event_list(events),
+            description,
+            secret=secret,
+            min_severity=min_severity or DEFAULT_MIN_SEVERITY,
+            actor=_by(),
         )
     _say(f"webhook subscription {subscription_id} added for {municipality}: {url}")
     if secret is None:
@@ -132,6 +148,7 @@ def list_(
         "municipality",
         Column("url", overflow="fold"),
         "events",
+        "alerts",
         "state",
         "description",
         title=f"{len(rows)} subscription(s){where}",
@@ -140,6 +157,7 @@ def list_(
         table.add_row(
             *(_cell(r[k]) for k in ("id", "municipality_id", "url")),
             _cell(", ".join(r["event_types"])),
+            _cell(f"{r['min_severity']}+"),
             _cell(_state(r)),
             _cell(r["description"]),
         )
@@ -168,6 +186,7 @@ def show(
         ("municipality", subscription["municipality_id"]),
         ("url", subscription["url"]),
         ("events", ", ".join(subscription["event_types"])),
+        ("alerts of at least", subscription["min_severity"]),
         ("state", _state(subscription)),
         ("description", subscription["description"]),
         ("created at", subscription["created_at"]),
@@ -192,6 +211,7 @@ def update(
         str | None, typer.Option("--events", help="The new comma-separated event types.")
     ] = None,
     description: Annotated[str | None, typer.Option(help='A new description ("" clears it).')] = None,
+    min_severity: MinSeverity = None,
     active: Annotated[
         bool | None,
         typer.Option("--enable/--disable", help="Start or stop sending (--disable needs --reason)."),
@@ -199,7 +219,8 @@ def update(
     reason: Annotated[str | None, typer.Option(help="Why the subscription is disabled.")] = None,
     municipality: InMunicipality = None,
 ) -> None:
-    """Change a subscription's URL, event types or description, or enable or disable it (audited)."""
+    """Change a subscription's URL, event types, description or alert severity, or enable or
+    disable it (audited)."""
     from tasks.database import begin
     from tasks.webhooks.subscriptions import update_subscription
 
@@ -210,6 +231,7 @@ def update(
             url=url,
             event_types=_event_list(events) if events is not None else None,
             description=description,
+            min_severity=min_severity,
             active=active,
             reason=reason,
             municipality_id=municipality,

@@ -10,9 +10,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.analytics import compute_aggregates
 from tasks.analytics.insights import publish_insights
 from tasks.anomalies import detect_anomalies
+from tasks.anomalies.alert_stage import raise_alerts
 from tasks.compliance import judge_compliance
 from tasks.ingest import ingest_municipality, sync_registries
 from tasks.maintenance import score_sensor_health
+from tasks.maintenance.outages import check_sensor_outages
 from tasks.pipeline import (
     check_range,
     plan_days,
@@ -61,7 +63,9 @@ def nightly_pipeline(
     aggregate = run_stage("aggregate", compute_aggregates, loaded, days)
     insights = run_stage("publish_insights", publish_insights, aggregate.succeeded(loaded), days)
     anomalies = run_stage("detect_anomalies", detect_anomalies, aggregate.succeeded(loaded), days)
+    alerts = run_stage("raise_alerts", raise_alerts, anomalies.succeeded(aggregate.succeeded(loaded)), days)
     maintenance = run_stage("score_sensors", score_sensor_health, loaded, days)
+    outages = run_stage("check_outages", check_sensor_outages, ingest.succeeded(municipalities))
     compliance = run_stage("judge_compliance", judge_compliance, aggregate.succeeded(loaded), days)
     reports = run_stage("write_reports", write_daily_reports, compliance.succeeded(loaded), days)
     emails = run_stage("email_reports", email_daily_report, reports.succeeded(loaded), days)
@@ -69,5 +73,18 @@ def nightly_pipeline(
 
     return publish_run_summary(
         day,
-        [ingest, qc, aggregate, insights, anomalies, maintenance, compliance, reports, emails, webhooks],
+        [
+            ingest,
+            qc,
+            aggregate,
+            insights,
+            anomalies,
+            alerts,
+            maintenance,
+            outages,
+            compliance,
+            reports,
+            emails,
+            webhooks,
+        ],
     )

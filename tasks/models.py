@@ -429,6 +429,8 @@ class WebhookSubscription(Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The alerts it receives: those of this level, LOW | MEDIUM | HIGH | CRITICAL (migration 0009).
+    min_severity: Mapped[str] = mapped_column(String(16), default="HIGH", server_default="HIGH")
 
 
 class WebhookEvent(Base):
@@ -578,3 +580,58 @@ class DetectorModel(Base):
     training_seconds: Mapped[float] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str] = mapped_column(Text)  # why it is (not) active
+
+
+class Alert(Base):
+    """A run of one sensor's anomalies at least `level` severe, at most the quiet period apart
+    (tasks/anomalies/alerts.py); open until the quiet period has passed after its last anomaly."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = tenant_column()
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    sensor_id: Mapped[str] = mapped_column(ForeignKey("sensors.id"))
+    level: Mapped[str] = mapped_column(String(16))  # its anomalies are at least this severe
+    severity: Mapped[str] = mapped_column(String(16))  # the worst of them
+    status: Mapped[str] = mapped_column(String(16))  # open | resolved
+    first_observed_at: Mapped[datetime] = mapped_column()
+    last_observed_at: Mapped[datetime] = mapped_column()
+    methods: Mapped[list] = mapped_column()  # the anomaly methods, sorted
+    explanation: Mapped[str] = mapped_column(Text)  # of the worst anomaly
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column()  # last anomaly + the quiet period
+
+    __table_args__ = (
+        UniqueConstraint("sensor_id", "level", "first_observed_at"),
+        Index("ix_alerts_sensor_level_last", "sensor_id", "level", "last_observed_at"),
+    )
+
+
+class SensorOutage(Base):
+    """A sensor silent for longer than its gap limit (tasks/maintenance/outages.py): from its last
+    reading (or its installation, when it never reported) to its first reading back."""
+
+    __tablename__ = "sensor_outages"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    municipality_id: Mapped[str] = tenant_column()
+    sensor_id: Mapped[str] = mapped_column(ForeignKey("sensors.id"))
+    started_at: Mapped[datetime] = mapped_column()  # the last reading, else the installation
+    last_reading_at: Mapped[datetime | None] = mapped_column()  # null: it never reported
+    gap_limit_seconds: Mapped[float] = mapped_column(Float)
+    detected_at: Mapped[datetime] = mapped_column()  # the data clock when it was found
+    ended_at: Mapped[datetime | None] = mapped_column()  # the first reading back; null while silent
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index(
+            "uq_sensor_outages_open",
+            "sensor_id",
+            unique=True,
+            postgresql_where=text("ended_at is null"),
+            sqlite_where=text("ended_at is null"),
+        ),
+    )

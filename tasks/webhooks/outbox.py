@@ -1,4 +1,10 @@
-"""The outbox: events are recorded in the same transaction as the change that caused them."""
+"""The outbox: events are recorded in the same transaction as the change that caused them.
+
+Each event is fanned out, when it is recorded, to the active subscriptions of its own
+municipality that chose its type (or "*"). An alert event (`alert.created`, `alert.resolved`)
+carries its alert's level, and goes only to endpoints whose `min_severity` is that level: each
+endpoint hears of a run of anomalies once, at its own threshold (see tasks/anomalies/alerts.py).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ EVENT_TYPES = (
     "incident.updated",
     "incident.resolved",
     "sensor.offline",
+    "sensor.online",
     "sensor.maintenance_due",
     "compliance.violation",
     "report.published",
@@ -39,10 +46,13 @@ def record_event(
     data: dict,
     dedupe_key: str,
     occurred_at: datetime | None = None,
+    alert_level: str | None = None,
 ) -> str | None:
     """Write one event and its deliveries to the outbox, once per `dedupe_key`.
 
     Runs inside the caller's transaction, so the event exists exactly when the change does.
+    Deliveries go to the municipality's active subscriptions of this type; with `alert_level`
+    (alert events) only to those whose `min_severity` is that level.
     Returns the new event id, or None when an event with this key was already recorded.
     """
     if event_type not in EVENT_TYPES:
@@ -67,12 +77,18 @@ def record_event(
     if inserted is None:  # (rowcount is not reliable for ON CONFLICT through psycopg)
         return None
     subscriptions = conn.execute(
-        select(WebhookSubscription.id, WebhookSubscription.event_types).where(
+        select(
+            WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.min_severity
+        ).where(
             WebhookSubscription.municipality_id == municipality_id,
             WebhookSubscription.is_active.is_(True),
         )
     ).all()
-    wanted = [sid for sid, types in subscriptions if "*" in types or event_type in types]
+    wanted = [
+        sid
+        for sid, types, min_severity in subscriptions
+        if ("*" in types or event_type in types) and alert_level in (None, min_severity)
+    ]
     if wanted:
         conn.execute(
             WebhookDelivery.__table__.insert(),

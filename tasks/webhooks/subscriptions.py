@@ -1,5 +1,9 @@
 """Webhook subscriptions of a municipality: add, list and show (never with secrets), update,
-enable or disable, rotate the secret, remove. Every change is audited without the secret."""
+enable or disable, rotate the secret, remove. Every change is audited without the secret.
+
+A subscription's `min_severity` (LOW, MEDIUM, HIGH or CRITICAL; default HIGH) chooses the alerts
+it receives: the runs of anomalies at least that severe (see tasks/anomalies/alerts.py). It
+concerns only `alert.created` and `alert.resolved`."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, delete, exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
+from tasks.anomalies.detectors_base import SEVERITIES
 from tasks.audit import record_audit
 from tasks.models import (
     Municipality,
@@ -22,6 +27,7 @@ from tasks.webhooks.outbox import EVENT_TYPES
 from tasks.webhooks.signing import WebhookSecret, generate_secret, validate_secret
 
 ACTOR = "waterline"
+DEFAULT_MIN_SEVERITY = "HIGH"
 MAX_OVERLAP_HOURS = 720  # 30 days
 
 # What list and show return: every column except secret and previous_secret.
@@ -30,6 +36,7 @@ _PUBLIC_COLUMNS = (
     WebhookSubscription.municipality_id,
     WebhookSubscription.url,
     WebhookSubscription.event_types,
+    WebhookSubscription.min_severity,
     WebhookSubscription.is_active,
     WebhookSubscription.disabled_reason,
     WebhookSubscription.description,
@@ -52,10 +59,17 @@ def validate_event_types(event_types: list[str]) -> list[str]:
     unknown = [t for t in wanted if t != "*" and t not in EVENT_TYPES]
     if unknown:
         raise SubscriptionError(
-            f"unknown event type(s) {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(EVENT_TYPES)}"
+            f"unknown event type(s) {', '.join(map(repr, unknown))}; known: {', '.join(EVENT_TYPES)}"
         )
     return ["*"] if "*" in wanted else wanted
+
+
+def validate_min_severity(min_severity: str) -> str:
+    """The severity in capitals; it must be one of LOW, MEDIUM, HIGH, CRITICAL."""
+    wanted = min_severity.strip().upper()
+    if wanted not in SEVERITIES:
+        raise SubscriptionError(f"unknown severity {min_severity!r}; choose one of {', '.join(SEVERITIES)}")
+    return wanted
 
 
 def _checked_secret(secret: str | None) -> WebhookSecret:
@@ -75,13 +89,16 @@ def add_subscription(
     description: str | None = None,
     *,
     secret: str | None = None,
+    min_severity: str = DEFAULT_MIN_SEVERITY,
     actor: str = ACTOR,
 ) -> tuple[int, WebhookSecret]:
     """Subscribe `url` to a municipality's events; returns (id, secret). Show the secret once.
 
-    The secret is generated unless one is given (`whsec_` + base64 of 24 to 64 bytes).
+    The secret is generated unless one is given (`whsec_` + base64 of 24 to 64 bytes);
+    `min_severity` chooses the alerts it receives.
     """
     types = validate_event_types(event_types)
+    severity = validate_min_severity(min_severity)
     check_endpoint(url)
     if not conn.execute(select(exists().where(Municipality.id == municipality_id))).scalar():
         raise SubscriptionError(f"unknown municipality {municipality_id!r}")
@@ -93,6 +110,7 @@ def add_subscription(
                 municipality_id=municipality_id,
                 url=url,
                 event_types=types,
+                min_severity=severity,
                 secret=str(secret),
                 is_active=True,
                 description=description,
@@ -110,7 +128,12 @@ def add_subscription(
         action="webhook_subscription.added",
         entity_type="webhook_subscription",
         entity_id=subscription_id,
-        details={"url": url, "event_types": types, "description": description},
+        details={
+            "url": url,
+            "event_types": types,
+            "min_severity": severity,
+            "description": description,
+        },
     )
     return subscription_id, secret
 
@@ -123,9 +146,7 @@ def list_subscriptions(conn: Connection, municipality_id: str | None) -> list[di
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def get_subscription(
-    conn: Connection, subscription_id: int, municipality_id: str | None = None
-) -> dict:
+def get_subscription(conn: Connection, subscription_id: int, municipality_id: str | None = None) -> dict:
     """One subscription without its secrets, or SubscriptionError; `municipality_id` scopes it."""
     query = select(*_PUBLIC_COLUMNS).where(WebhookSubscription.id == subscription_id)
     if municipality_id is not None:
@@ -137,9 +158,7 @@ def get_subscription(
     return dict(row)
 
 
-def _municipality_of(
-    conn: Connection, subscription_id: int, municipality_id: str | None = None
-) -> str:
+def _municipality_of(conn: Connection, subscription_id: int, municipality_id: str | None = None) -> str:
     return get_subscription(conn, subscription_id, municipality_id)["municipality_id"]
 
 
@@ -150,12 +169,14 @@ def update_subscription(
     url: str | None = None,
     event_types: list[str] | None = None,
     description: str | None = None,
+    min_severity: str | None = None,
     active: bool | None = None,
     reason: str | None = None,
     municipality_id: str | None = None,
     actor: str = ACTOR,
 ) -> tuple[dict, dict]:
-    """Change a subscription's URL, event types, description or state; returns (row, changes).
+    """Change a subscription's URL, event types, description, alert severity or state; returns
+    (row, changes).
 
     `active=False` needs a `reason` (kept as `disabled_reason`); `active=True` clears it. Only
     fields that really change are written and audited as `{field: [before, after]}`.
@@ -173,13 +194,15 @@ def update_subscription(
         wanted["event_types"] = validate_event_types(event_types)
     if description is not None:
         wanted["description"] = description or None
+    if min_severity is not None:
+        wanted["min_severity"] = validate_min_severity(min_severity)
     if active is True:
         wanted |= {"is_active": True, "disabled_reason": None}
     elif active is False:
         wanted |= {"is_active": False, "disabled_reason": reason.strip()}
     if not wanted:
         raise SubscriptionError(
-            "nothing to update: give --url, --events, --description, --enable or --disable"
+            "nothing to update: give --url, --events, --description, --min-severity, --enable or --disable"
         )
     changes = {k: [before[k], v] for k, v in wanted.items() if before[k] != v}
     if not changes:
@@ -257,9 +280,7 @@ def rotate_secret(
     return secret
 
 
-def disable_subscription(
-    conn: Connection, subscription_id: int, reason: str, *, actor: str = ACTOR
-) -> None:
+def disable_subscription(conn: Connection, subscription_id: int, reason: str, *, actor: str = ACTOR) -> None:
     """Stop sending to a subscription; its undelivered events stay pending."""
     municipality_id = _municipality_of(conn, subscription_id)
     conn.execute(

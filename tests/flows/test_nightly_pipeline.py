@@ -151,6 +151,14 @@ def test_nightly_pipeline_end_to_end_and_rerun_changes_nothing(
     assert received, "the subscriber received no webhook"
     assert {r["payload"]["data"].get("municipality_id", first) for r in received} == {first}
     assert "report.published" in {r["payload"]["type"] for r in received}
+    # the sample's injected faults raise alerts; the subscriber's (default HIGH) reach it
+    alerts = summary["stages"]["raise_alerts"]
+    assert alerts["items"] == 2 and alerts["totals"]["alerts_created"] > 0
+    assert {"alert.created", "alert.resolved"} <= {r["payload"]["type"] for r in received}
+    assert {r["payload"]["data"]["level"] for r in received if r["payload"]["type"].startswith("alert.")} == {
+        "HIGH"
+    }
+    assert summary["stages"]["check_outages"]["items"] == 2
     with begin() as conn:
         pending = conn.scalar(select(func.count()).select_from(WebhookDelivery)
                               .where(WebhookDelivery.status != "succeeded"))

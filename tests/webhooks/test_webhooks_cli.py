@@ -159,6 +159,7 @@ def test_the_secret_is_printed_once_at_add_and_at_rotation_and_nowhere_else(allo
     assert audit[0][3] == {
         "url": receiver.url,
         "event_types": ["alert.created", "incident.opened"],
+        "min_severity": "HIGH",
         "description": "ops pager",
     }
     # The test event after the rotation carries both signatures, and each verifies.
@@ -435,3 +436,19 @@ def test_unknown_ids_and_bad_input_are_one_sentence_and_exit_1(allow_loopback, a
     result = run(*args)
     assert result.exit_code == 1
     assert f"error: {sentence}" in result.output
+
+
+def test_min_severity_is_chosen_at_add_changed_by_update_and_checked(allow_loopback, receiver):
+    sid, _ = add(receiver, "riverton", "alert.created", "", "--min-severity", "critical")
+    default_sid, _ = add(receiver, "riverton", "alert.created")
+
+    lowered = run("update", str(sid), "--min-severity", "MEDIUM")
+    wrong = run("update", str(sid), "--min-severity", "urgent")
+    refused = run("add", "-m", "riverton", "--url", receiver.url, "--events", "*", "--min-severity", "severe")
+    listed = json.loads(run("list", "-m", "riverton", "--json").output)
+
+    assert lowered.exit_code == 0 and "min_severity CRITICAL -> MEDIUM" in lowered.output
+    for result in (wrong, refused):
+        assert result.exit_code == 1
+        assert "choose one of LOW, MEDIUM, HIGH, CRITICAL" in result.output
+    assert [(s["id"], s["min_severity"]) for s in listed] == [(sid, "MEDIUM"), (default_sid, "HIGH")]

@@ -60,6 +60,7 @@ def test_added_subscription_is_listed_without_its_secret(allow_loopback):
             "municipality_id": "riverton",
             "url": URL,
             "event_types": ["alert.created"],
+            "min_severity": "HIGH",
             "is_active": True,
             "disabled_reason": None,
             "description": "ops pager",
