@@ -109,12 +109,45 @@ def ingest(
 @plain_errors
 def run_nightly(
     day: Annotated[str | None, typer.Option(help="Day to process (YYYY-MM-DD); default yesterday.")] = None,
+    from_day: Annotated[
+        str | None, typer.Option("--from", help="First day of a range to process (YYYY-MM-DD).")
+    ] = None,
+    to_day: Annotated[
+        str | None, typer.Option("--to", help="Last day of the range (YYYY-MM-DD, included).")
+    ] = None,
+    keep_going: Annotated[
+        bool, typer.Option("--keep-going", help="Go on with the next days after a day fails.")
+    ] = False,
 ) -> None:
-    """Run the nightly pipeline for one day."""
+    """Run the nightly pipeline for one day, or for each day of --from..--to in order (one flow run
+    per day), stopping at the first failed day unless --keep-going."""
     from flows.nightly_pipeline import nightly_pipeline
+    from tasks.pipeline import day_line, range_days, range_total_line, run_days
 
-    summary = nightly_pipeline(day=date.fromisoformat(day) if day else None)
-    _print_stages(summary)
+    days = range_days(
+        date.fromisoformat(day) if day else None,
+        date.fromisoformat(from_day) if from_day else None,
+        date.fromisoformat(to_day) if to_day else None,
+    )
+    if days is None:
+        _print_stages(nightly_pipeline(day=date.fromisoformat(day) if day else None))
+        return
+    runs = []
+    for run in run_days(nightly_pipeline, days, keep_going):
+        runs.append(run)
+        console.print(_cell(day_line(run)), soft_wrap=True)
+    console.print(_cell(range_total_line(runs, days)), soft_wrap=True)
+    failed = [r for r in runs if r.failed]
+    if failed and len(runs) < len(days):
+        console.print(
+            _cell(
+                f"stopped at {failed[0].day}, the first failed day: {len(days) - len(runs)} later day(s) not "
+                "run; fix the cause and run the range again from that day, or pass --keep-going"
+            ),
+            soft_wrap=True,
+        )
+    if failed:
+        raise typer.Exit(1)
 
 
 @run_app.command("monthly")
@@ -574,19 +607,35 @@ def detect_import_labels(
     station: Annotated[str, typer.Option("--station", "-s", help="The station the labels describe.")],
     time_column: Annotated[str, typer.Option(help="The time column.")] = "Time",
     event_column: Annotated[str, typer.Option(help="The true/false event column.")] = "EVENT",
-    timezone: Annotated[str, typer.Option(help="The zone of times written without an offset.")] = "UTC",
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            help="The IANA zone of times written without an offset (default: --source's, else the "
+            "municipality's). Times with Z or an offset are exact."
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="The source mapping whose timezone the file's times without an offset follow."),
+    ] = None,
 ) -> None:
-    """Keep a labelled file's event and normal stretches as one station's training labels."""
+    """Keep a labelled file's event and normal stretches as one station's training labels.
+
+    Times are ISO 8601: with Z or an offset (2016-03-01T11:00:00+01:00) they are exact; without one
+    they are local times, and one that a daylight-saving change skips or repeats is refused."""
     from tasks.database import begin
     from tasks.detection.labels import import_labels
 
     with begin() as conn:
-        done = import_labels(conn, municipality, station, path, time_column, event_column, timezone)
+        done = import_labels(
+            conn, municipality, station, path, time_column, event_column, timezone, source=source
+        )
     replaced = f"; {done.replaced} interval(s) of its earlier import replaced" if done.replaced else ""
     console.print(
         _cell(
             f"{done.source}: {done.rows:,} labelled rows kept as {done.intervals:,} interval(s) of station "
-            f"{station}, {done.event_intervals:,} of them events ({done.event_minutes:,.0f} min){replaced}"
+            f"{station}, {done.event_intervals:,} of them events ({done.event_minutes:,.0f} min){replaced}; "
+            f"times without an offset read in {done.timezone} ({done.timezone_origin})"
         ),
         soft_wrap=True,
     )
@@ -605,22 +654,37 @@ def detect_train(
         datetime | None,
         typer.Option("--to", formats=["%Y-%m-%d"], help="Last local day (default: the last reading's)."),
     ] = None,
+    unlabelled_as_normal: Annotated[
+        bool,
+        typer.Option(
+            "--unlabelled-as-normal",
+            help="Count minutes no label covers as normal (default: train on labelled minutes only).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Train each station's learned detector on its labels, score it out of fold beside the statistical
-    detector, store it, and make it active only if it beats the statistical one."""
+    """Train each station's learned detector on its labelled minutes (events and stretches called
+    normal), score it out of fold beside the statistical detector, store it, and make it active only
+    if it beats the statistical one. A station with events but nothing labelled normal is refused
+    unless --unlabelled-as-normal."""
     from tasks.detection.report import training_line, training_table
     from tasks.detection.training import train_detectors
 
     results = train_detectors(
-        municipality, station, from_day and from_day.date(), to_day and to_day.date()
+        municipality,
+        station,
+        from_day and from_day.date(),
+        to_day and to_day.date(),
+        unlabelled_as_normal=unlabelled_as_normal,
     )
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
-        return
-    console.print(training_table(results, municipality))
-    for r in results:
-        console.print(_cell(training_line(r)), soft_wrap=True)
+    else:
+        console.print(training_table(results, municipality))
+        for r in results:
+            console.print(_cell(training_line(r)), soft_wrap=True)
+    if any(r.status == "refused" for r in results):
+        raise typer.Exit(1)
 
 
 @detect_app.command("models")
@@ -632,14 +696,17 @@ def detect_models(
     """List the learned models, the latest first: data range, held-out scores, active or why not."""
     from tasks.database import begin
     from tasks.detection.model_store import list_models
-    from tasks.detection.report import models_table
+    from tasks.detection.report import coverage_text, models_table
 
     with begin() as conn:
         models = list_models(conn, municipality, station)
     console.print(models_table(models, municipality))
     for m in models:
-        console.print(_cell(f"model {m.id}: {m.reason} ({m.object_url}, sha256 {m.sha256[:12]}...)"),
-                      soft_wrap=True)
+        used = coverage_text(m.description.get("minutes_used"))
+        console.print(
+            _cell(f"model {m.id}: {m.reason}; {used} ({m.object_url}, sha256 {m.sha256[:12]}...)"),
+            soft_wrap=True,
+        )
 
 
 qc_app = typer.Typer(help="Explain QARTOD quality-control flags of stored readings.", no_args_is_help=True)

@@ -15,7 +15,14 @@ from tasks.compliance import judge_compliance
 from tasks.ingest import ingest_municipality, sync_registries
 from tasks.maintenance import score_sensor_health
 from tasks.maintenance.outages import check_sensor_outages
-from tasks.pipeline import plan_days, publish_run_summary, record_pipeline_failure
+from tasks.pipeline import (
+    check_range,
+    plan_days,
+    publish_run_summary,
+    range_days,
+    record_pipeline_failure,
+    run_days,
+)
 from tasks.quality import flag_readings
 from tasks.reports import email_daily_report, write_daily_reports
 from tasks.stages import run_stage
@@ -28,12 +35,23 @@ from tasks.webhooks.delivery import deliver_endpoint, find_due_endpoints
     on_failure=[record_pipeline_failure],
     on_crashed=[record_pipeline_failure],
 )
-def nightly_pipeline(day: date | None = None) -> dict:
+def nightly_pipeline(
+    day: date | None = None,
+    from_day: date | None = None,
+    to_day: date | None = None,
+    keep_going: bool = False,
+) -> dict:
     """Ingest, check, judge and report one day of readings for every municipality, then notify.
 
     Without `day`, each municipality gets its own yesterday: at 02:30 UTC that is the 26th in
-    Berlin but the 25th in Chicago, whose 26th is not over yet.
+    Berlin but the 25th in Chicago, whose 26th is not over yet. With `from_day` and `to_day`
+    instead, every day of that range (included, in order) gets its own nightly run, a child flow
+    run of a few dozen task runs; the range stops at the first failed day unless `keep_going`.
     """
+    days = range_days(day, from_day, to_day)
+    if days is not None:
+        return check_range(list(run_days(nightly_pipeline, days, keep_going)), days)
+
     sync_registries()
     days = plan_days(day)
     municipalities = list(days)

@@ -51,21 +51,35 @@ def f1_from_counts(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / denominator if denominator else 0.0
 
 
-def run_ids(flag: pl.Expr) -> pl.Expr:
-    """A number per maximal run of equal values of `flag`, counting from 1 in row order."""
-    return (flag != flag.shift(1)).fill_null(True).cum_sum()
+def run_ids(flag: pl.Expr, cut: pl.Expr | None = None) -> pl.Expr:
+    """A number per maximal run of equal values of `flag`, counting from 1 in row order; a row
+    where `cut` is true starts a new run whatever its value."""
+    starts = (flag != flag.shift(1)).fill_null(True)
+    return (starts if cut is None else starts | cut.fill_null(False)).cum_sum()
 
 
 def score_alarms(
-    frame: pl.DataFrame, alarm: str = "alarm", label: str = "label", time: str = "observed_at"
+    frame: pl.DataFrame,
+    alarm: str = "alarm",
+    label: str = "label",
+    time: str = "observed_at",
+    breaks: str | None = None,
 ) -> Scores:
-    """Point and event figures of the bool column `alarm` against `label`, rows ordered by `time`."""
+    """Point and event figures of the bool column `alarm` against `label`, rows ordered by `time`.
+    `breaks`, if given, names a bool column true on rows that follow time left out of the rows:
+    no event or alarm run continues across it."""
+    cut = pl.col(breaks) if breaks else None
     rows = (
-        frame.select(time, pl.col(alarm).fill_null(False).alias("alarm"), pl.col(label).alias("label"))
+        frame.select(
+            time,
+            pl.col(alarm).fill_null(False).alias("alarm"),
+            pl.col(label).alias("label"),
+            (cut if cut is not None else pl.lit(False)).alias("cut"),
+        )
         .sort(time)
         .with_columns(
-            run_ids(pl.col("label")).alias("label_run"),
-            run_ids(pl.col("alarm")).alias("alarm_run"),
+            run_ids(pl.col("label"), pl.col("cut")).alias("label_run"),
+            run_ids(pl.col("alarm"), pl.col("cut")).alias("alarm_run"),
         )
     )
     tp = int((rows["alarm"] & rows["label"]).sum())

@@ -55,16 +55,33 @@ def training_table(results: Sequence[StationTraining], municipality_id: str) -> 
     return table
 
 
+def coverage_text(coverage: dict | None) -> str:
+    """Which minutes a training used, in words: the labelled range and the minutes of each kind."""
+    if not coverage:
+        return "no record of the minutes used"
+    if coverage["first_labelled"] is None:
+        labelled = "no labelled minute with readings"
+    else:
+        first = datetime.fromisoformat(coverage["first_labelled"])
+        last = datetime.fromisoformat(coverage["last_labelled"])
+        labelled = f"labelled {first:%Y-%m-%d %H:%M}..{last:%Y-%m-%d %H:%M} UTC"
+    unlabelled = "used as normal" if coverage["unlabelled_as_normal"] else "left out"
+    return (
+        f"{labelled}: {coverage['event_minutes']:,} event and {coverage['normal_minutes']:,} normal minutes, "
+        f"{coverage['unlabelled_minutes']:,} unlabelled minutes {unlabelled}"
+    )
+
+
 def training_line(r: StationTraining) -> str:
     """The reason for a station's status, and what it was trained on."""
     held = r.held_out
     figures = (
-        f"; {r.rows:,} minutes with readings, {r.event_minutes:,} of them labelled events, "
-        f"held out by {held['folds']} {held['scheme']}s, {r.seconds:.1f} s"
+        f"; {r.rows:,} minutes used, held out by {held['folds']} {held['scheme']}s, {r.seconds:.1f} s"
         if held
         else ""
     )
-    return f"{r.station_id}: {r.status}: {r.reason}{figures}"
+    used = f"; {coverage_text(r.coverage.as_dict())}" if r.coverage else ""
+    return f"{r.station_id}: {r.status}: {r.reason}{used}{figures}"
 
 
 def models_table(models: Sequence[Row], municipality_id: str | None = None) -> Table:

@@ -83,7 +83,7 @@ def test_a_gecco_like_file_is_read_in_its_zone_and_missing_labels_are_left_out(t
     [
         ("Time,Label\n2026-05-04 10:00:00,true\n", "no 'EVENT' column"),
         ("Time,EVENT\n2026-05-04 10:00:00,maybe\n", "neither true nor false, e.g. 'maybe'"),
-        ("Time,EVENT\nyesterday,true\n", "not times, e.g. 'yesterday'"),
+        ("Time,EVENT\nyesterday,true\n", "not ISO-8601 times, e.g. 'yesterday'"),
         ("Time,EVENT\n2026-05-04 10:00:00,true\n2026-05-04 10:00:00,false\n", "more than one row"),
     ],
 )
@@ -255,3 +255,122 @@ def test_acknowledged_and_dismissed_incidents_become_labels_of_their_station(dat
     )
     minutes = station_readings(wide, sensors, labels).frame["label"]
     assert minutes.arg_true().to_list() == list(range(10, 16))
+
+
+def _times_file(tmp_path, name: str, times: list[str], events: list[bool] | None = None):
+    events = events or [i % 2 == 1 for i in range(len(times))]
+    lines = [f"{t},{str(e).lower()}" for t, e in zip(times, events, strict=True)]
+    return _csv(tmp_path, name, "Time,EVENT\n" + "\n".join(lines) + "\n")
+
+
+def _stored_intervals(source: str) -> list[tuple]:
+    with begin() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(DetectionLabel.starts_at, DetectionLabel.ends_at, DetectionLabel.is_event)
+                .where(DetectionLabel.source == source)
+                .order_by(DetectionLabel.starts_at)
+            )
+        ]
+
+
+def _set_timezone(municipality_id: str, zone: str) -> None:
+    from sqlalchemy import update
+
+    from tasks.models import Municipality
+
+    with begin() as conn:
+        conn.execute(update(Municipality).where(Municipality.id == municipality_id).values(timezone=zone))
+
+
+def test_times_with_z_or_an_offset_land_at_the_same_utc_instants(database, tmp_path):
+    with begin() as conn:
+        station = seed_station(conn, "riverton")
+    _set_timezone("riverton", "America/Chicago")  # never used: every time carries its offset
+    utc = _times_file(
+        tmp_path, "utc.csv", ["2026-03-01T10:00:00Z", "2026-03-01T10:01:00Z", "2026-03-01T10:02:00Z"]
+    )
+    offset = _times_file(
+        tmp_path,
+        "offset.csv",
+        ["2026-03-01T11:00:00+01:00", "2026-03-01 11:01:00+01:00", "2026-03-01T05:02:00-05:00"],
+    )
+
+    for path in (utc, offset):
+        result = runner.invoke(app, ["detect", "import-labels", str(path), "-m", "riverton", "-s", station])
+        assert result.exit_code == 0, result.output
+
+    at = datetime(2026, 3, 1, 10, tzinfo=UTC)
+    expected = [
+        (at, at + timedelta(minutes=1), False),
+        (at + timedelta(minutes=1), at + timedelta(minutes=2), True),
+        (at + timedelta(minutes=2), at + timedelta(minutes=3), False),
+    ]
+    assert _stored_intervals("file:utc.csv") == expected
+    assert _stored_intervals("file:offset.csv") == expected
+
+
+def test_times_without_an_offset_take_the_municipality_the_source_mapping_or_the_given_zone(
+    database, tmp_path
+):
+    from tasks.storage import inbox_store
+
+    with begin() as conn:
+        station = seed_station(conn, "riverton")
+    _set_timezone("riverton", "Europe/Berlin")
+    inbox_store().put_bytes("riverton/sources/plant.yaml", b"layout: long\ntimezone: America/Chicago\n")
+    path = _times_file(tmp_path, "naive.csv", ["2026-03-01 11:00:00", "2026-03-01 11:01:00"], [True, True])
+    args = ["detect", "import-labels", str(path), "-m", "riverton", "-s", station]
+    local_11 = {
+        "Europe/Berlin": datetime(2026, 3, 1, 10, tzinfo=UTC),
+        "America/Chicago": datetime(2026, 3, 1, 17, tzinfo=UTC),
+        "Asia/Tokyo": datetime(2026, 3, 1, 2, tzinfo=UTC),
+    }
+
+    for extra, zone, origin in [
+        ([], "Europe/Berlin", "the timezone of municipality riverton"),
+        (["--source", "plant"], "America/Chicago", "the timezone of source mapping plant"),
+        (["--timezone", "Asia/Tokyo"], "Asia/Tokyo", "given"),
+    ]:
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        assert f"times without an offset read in {zone} ({origin})" in result.output
+        at = local_11[zone]
+        assert _stored_intervals("file:naive.csv") == [(at, at + timedelta(minutes=2), True)]
+
+    both = runner.invoke(app, [*args, "--source", "plant", "--timezone", "UTC"])
+    missing = runner.invoke(app, [*args, "--source", "lab"])
+    assert both.exit_code == 1 and "give either --timezone or --source" in both.output
+    assert missing.exit_code == 1 and "municipality 'riverton' has no source mapping 'lab'" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        (
+            ["2026-03-29 01:59:00", "2026-03-29 02:30:00", "2026-03-29 03:00:00"],
+            "1 time(s) do not exist (daylight-saving gap) in Europe/Berlin: line 3 (2026-03-29 02:30:00)",
+        ),
+        (
+            ["2026-10-25 02:30:00", "2026-10-25 02:31:00", "2026-10-25T02:32:00+01:00"],
+            "2 time(s) are ambiguous (daylight-saving fold) in Europe/Berlin: line 2 (2026-10-25 02:30:00), "
+            "line 3 (2026-10-25 02:31:00)",
+        ),
+    ],
+    ids=["gap", "fold"],
+)
+def test_a_local_time_a_daylight_saving_change_skips_or_repeats_is_refused_with_its_line(
+    database, tmp_path, times, message
+):
+    with begin() as conn:
+        station = seed_station(conn, "riverton")
+    _set_timezone("riverton", "Europe/Berlin")
+    path = _times_file(tmp_path, "dst.csv", times)
+
+    result = runner.invoke(app, ["detect", "import-labels", str(path), "-m", "riverton", "-s", station])
+
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert "write these times with their UTC offset" in result.output
+    assert _stored_intervals("file:dst.csv") == []

@@ -17,10 +17,11 @@ from typer.testing import CliRunner
 from flows.cli import app
 from tasks.database import begin
 from tasks.detection.features import FEATURES
+from tasks.detection.labelled import LabelledReadings
 from tasks.detection.labels import import_labels
-from tasks.detection.metrics import Scores
+from tasks.detection.metrics import Scores, score_alarms
 from tasks.detection.model_store import ModelIntegrityError, load_model, model_bytes, store_model
-from tasks.detection.scoring import HeldOut, activation
+from tasks.detection.scoring import HeldOut, activation, after_left_out, used
 from tasks.detection.training import train_detectors
 from tasks.models import DetectorModel
 from tasks.settings import reset_settings
@@ -207,6 +208,33 @@ def test_incidents_operators_confirmed_or_dismissed_are_the_next_trainings_label
     [model] = _models()
     assert model.description["labels"] == {"incident_events": events.height, "incident_normal": 1}
     assert model.description["event_minutes"] == event_minutes
+    # only the incidents' minutes are used; the unlabelled time between them keeps them separate events
+    assert model.scores["rows"] == event_minutes + 21  # the false alarm: 30th to 50th minute, included
+    assert model.scores["learned"]["events"] == model.scores["statistical"]["events"] == events.height
+
+
+def test_labelled_stretches_stay_apart_where_unlabelled_time_was_left_out():
+    times = pl.datetime_range(START, START + timedelta(minutes=9), "1m", eager=True).dt.replace_time_zone(
+        None
+    )
+    frame = pl.DataFrame({"observed_at": times, "s": [1.0] * 4 + [None] + [1.0] * 5, "label": [False] * 10})
+    readings = LabelledReadings(frame, {"s": "ph"})
+    use = pl.Series([True, True, False, False, True, True, True, False, True, True])
+
+    # rows 2-3 have readings and are left out, row 7 too; row 4 has none: it breaks nothing
+    assert after_left_out(readings, use).to_list() == [False] * 5 + [True, False, False, True, False]
+    assert after_left_out(readings, None).to_list() == [False] * 10  # nothing left out: nothing breaks
+    # rows 0-1 and 5-6 are labelled events: two events, not one run across the rows left out
+    table = pl.DataFrame(
+        {
+            "observed_at": times,
+            "label": [True, True, False, False, False, True, True, False, False, False],
+            "alarm": [False] * 10,
+            "break": after_left_out(readings, use),
+        }
+    ).filter(used(readings, use))
+    assert score_alarms(table, breaks="break").events == 2
+    assert score_alarms(table).events == 1  # what it was before the break
 
 
 @pytest.mark.parametrize("command", [["import-labels"], ["train"], ["models"]], ids=" ".join)
@@ -214,3 +242,74 @@ def test_every_detect_command_explains_itself(command):
     result = runner.invoke(app, ["detect", *command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage: " in result.output and f"detect {command[0]}" in result.output
+
+
+def test_without_the_option_only_labelled_minutes_are_trained_on_and_the_range_is_said(database, tmp_path):
+    station, events = seed_labelled_riverton(tmp_path, days=3, labelled_days=2)  # day 3 unlabelled
+    labelled_events = events.filter(pl.col("starts_at") < START + timedelta(days=2))
+    event_minutes = int(
+        labelled_events.select((pl.col("ends_at") - pl.col("starts_at")).dt.total_minutes().sum()).item()
+    )
+
+    result = runner.invoke(app, ["detect", "train", "-m", "riverton"])  # the range: all three days
+
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert (
+        f"labelled 2026-05-04 00:00..2026-05-06 00:00 UTC: {event_minutes:,} event and "
+        f"{2 * 1440 - event_minutes:,} normal minutes, 1,440 unlabelled minutes left out; 2,880 minutes used"
+    ) in said
+    [model] = _models()
+    assert (model.data_start, model.data_end) == (START, START + timedelta(days=3))
+    assert model.scores["rows"] == 2 * 1440
+    assert model.description["minutes_used"] == {
+        "first_labelled": START.isoformat(),
+        "last_labelled": (START + timedelta(days=2)).isoformat(),
+        "event_minutes": event_minutes,
+        "normal_minutes": 2 * 1440 - event_minutes,
+        "unlabelled_minutes": 1440,
+        "unlabelled_as_normal": False,
+    }
+    listed = runner.invoke(app, ["detect", "models", "-m", "riverton"])
+    assert "1,440 unlabelled minutes left out" in " ".join(listed.output.split())
+
+    [with_option] = train_detectors("riverton", unlabelled_as_normal=True)
+
+    assert with_option.rows == 3 * 1440
+    assert with_option.coverage.unlabelled_as_normal is True
+    assert _models()[1].description["minutes_used"]["unlabelled_as_normal"] is True
+
+
+def test_with_only_events_labelled_training_is_refused_unless_unlabelled_time_is_called_normal(
+    database, tmp_path
+):
+    readings, events = station_signals("riverton-plant", days=2)
+    only_events = pl.concat(
+        readings.filter(pl.col("observed_at").is_between(start, end, closed="left"))
+        for start, end in events.iter_rows()
+    )
+    path = labelled_csv(tmp_path / "events-only.csv", only_events, events)
+    with begin() as conn:
+        station = seed_station(conn, "riverton", readings)
+        import_labels(conn, "riverton", station, path)
+    event_minutes = only_events["observed_at"].n_unique()
+
+    refused = runner.invoke(app, ["detect", "train", "-m", "riverton"])
+
+    assert refused.exit_code == 1
+    assert (
+        f"riverton-plant: refused: only events are labelled in the range ({event_minutes:,} minutes) and no "
+        "stretch is labelled normal, so there is nothing normal to learn from: import a file with normal "
+        "rows, dismiss false alarms, or pass --unlabelled-as-normal to count the "
+        f"{2 * 1440 - event_minutes:,} unlabelled minutes as normal"
+    ) in " ".join(refused.output.split())
+    assert _models() == []
+
+    allowed = runner.invoke(app, ["detect", "train", "-m", "riverton", "--unlabelled-as-normal"])
+
+    assert allowed.exit_code == 0, allowed.output
+    assert f"{2 * 1440 - event_minutes:,} unlabelled minutes used as normal" in " ".join(
+        allowed.output.split()
+    )
+    [model] = _models()
+    assert model.scores["rows"] == 2 * 1440
