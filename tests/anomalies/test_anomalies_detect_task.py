@@ -190,7 +190,9 @@ def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced
     ]
     with begin() as conn:
         payload = conn.execute(
-            select(WebhookEvent.payload).where(WebhookEvent.dedupe_key == f"incident.updated:{incident_id}:HIGH")
+            select(WebhookEvent.payload).where(
+                WebhookEvent.dedupe_key == f"incident.updated:{incident_id}:HIGH"
+            )
         ).scalar_one()
     assert payload["data"] | {"summary": None} == {
         "incident_id": incident_id,
