@@ -501,7 +501,7 @@ def incidents_show(
     incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
     municipality: Municipality = None,
 ) -> None:
-    """Show one incident: what, where, when, its label, and its strongest anomalies."""
+    """Show one incident: what, where, when, its label, and the anomalies that set its severity first."""
     from tasks.anomalies.incident_actions import get_incident, incident_anomalies
     from tasks.database import begin
 
@@ -515,10 +515,14 @@ def incidents_show(
                  "label", "labelled_by", "labelled_at", "note"):
         table.add_row(name.replace("_", " "), _cell(getattr(i, name)))
     console.print(table)
-    strongest = Table("observed at", "severity", "score", "explanation", title="strongest anomalies")
+    console.print("its anomalies, first those that set its severity (* the strongest of its parameter):")
     for a in anomalies:
-        strongest.add_row(_cell(a.observed_at), a.severity, f"{a.score:.2f}", _cell(a.explanation))
-    console.print(strongest)
+        console.print(
+            f"{'*' if a['sets_severity'] else ' '} {_cell(a['observed_at'])}  {a['severity']:<8}  "
+            f"{a['method']} on {_cell(a['sensor_id'])} (score {a['score']:.2f}): {_cell(a['explanation'])}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @incidents_app.command("ack")

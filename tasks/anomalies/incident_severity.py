@@ -237,10 +237,13 @@ def severity(evidence: pl.DataFrame, key: str, config: Mapping) -> pl.DataFrame:
 
 def evidence_order(evidence: pl.DataFrame) -> pl.DataFrame:
     """`evidence_frame` rows in the order that shows what set an incident's severity: first the
-    strongest finding of each parameter (`sets_severity`), most points first, then the rest by
-    points and then the latest first."""
-    best = pl.col("points") == pl.col("points").max().over("parameter")
-    first_of = pl.col("observed_at").rank("ordinal").over("parameter", best) == 1
-    return evidence.with_columns((best & first_of & ~pl.col("restates")).alias("sets_severity")).sort(
-        ["sets_severity", "points", "rank", "observed_at"], descending=True
+    strongest finding of each parameter (`sets_severity`), then the rest; each by points, then
+    severity, then |score|, then the latest first."""
+    keys = ["points", "rank", "strength", "observed_at"]
+    ranked = evidence.with_columns(pl.col("score").abs().alias("strength")).sort(keys, descending=True)
+    first = pl.int_range(pl.len()).over(pl.col("parameter"), pl.col("restates")) == 0
+    return (
+        ranked.with_columns((first & ~pl.col("restates")).alias("sets_severity"))
+        .sort(["sets_severity", *keys], descending=True, maintain_order=True)
+        .drop("strength")
     )
