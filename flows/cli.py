@@ -481,16 +481,16 @@ def incidents_list(
     status: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
     limit: Annotated[int, typer.Option(help="How many, latest first.")] = 50,
 ) -> None:
-    """List incidents, the latest first."""
+    """List incidents (one per station and event), the latest first."""
     from tasks.anomalies.incident_actions import list_incidents
     from tasks.database import begin
 
     with begin() as conn:
         rows = list_incidents(conn, municipality, status, limit)
-    table = Table("id", "municipality", "sensor", "kind", "severity", "status", "label", "last anomaly",
+    table = Table("id", "municipality", "station", "kind", "severity", "status", "label", "last anomaly",
                   "anomalies", title=f"{len(rows)} incident(s)")
     for i in rows:
-        table.add_row(str(i.id), i.municipality_id, _cell(i.sensor_id or i.station_id), i.kind, i.severity,
+        table.add_row(str(i.id), i.municipality_id, i.station_id, i.kind, i.severity,
                       i.status, _cell(i.label), _cell(i.last_observed_at), str(i.anomaly_count))
     console.print(table)
 
