@@ -514,16 +514,16 @@ def incidents_list(
     status: Annotated[str | None, typer.Option(help="open, acknowledged or resolved.")] = None,
     limit: Annotated[int, typer.Option(help="How many, latest first.")] = 50,
 ) -> None:
-    """List incidents, the latest first."""
+    """List incidents (one per station and event), the latest first."""
     from tasks.anomalies.incident_actions import list_incidents
     from tasks.database import begin
 
     with begin() as conn:
         rows = list_incidents(conn, municipality, status, limit)
-    table = Table("id", "municipality", "sensor", "kind", "severity", "status", "label", "last anomaly",
+    table = Table("id", "municipality", "station", "kind", "severity", "status", "label", "last anomaly",
                   "anomalies", title=f"{len(rows)} incident(s)")
     for i in rows:
-        table.add_row(str(i.id), i.municipality_id, _cell(i.sensor_id or i.station_id), i.kind, i.severity,
+        table.add_row(str(i.id), i.municipality_id, i.station_id, i.kind, i.severity,
                       i.status, _cell(i.label), _cell(i.last_observed_at), str(i.anomaly_count))
     console.print(table)
 
@@ -534,7 +534,7 @@ def incidents_show(
     incident_id: Annotated[int, typer.Argument(metavar="ID", help="The incident's id.")],
     municipality: Municipality = None,
 ) -> None:
-    """Show one incident: what, where, when, its label, and its strongest anomalies."""
+    """Show one incident: what, where, when, its label, and the anomalies that set its severity first."""
     from tasks.anomalies.incident_actions import get_incident, incident_anomalies
     from tasks.database import begin
 
@@ -548,10 +548,14 @@ def incidents_show(
                  "label", "labelled_by", "labelled_at", "note"):
         table.add_row(name.replace("_", " "), _cell(getattr(i, name)))
     console.print(table)
-    strongest = Table("observed at", "severity", "score", "explanation", title="strongest anomalies")
+    console.print("its anomalies, first those that set its severity (* the strongest of its parameter):")
     for a in anomalies:
-        strongest.add_row(_cell(a.observed_at), a.severity, f"{a.score:.2f}", _cell(a.explanation))
-    console.print(strongest)
+        console.print(
+            f"{'*' if a['sets_severity'] else ' '} {_cell(a['observed_at'])}  {a['severity']:<8}  "
+            f"{a['method']} on {_cell(a['sensor_id'])} (score {a['score']:.2f}): {_cell(a['explanation'])}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 @incidents_app.command("ack")

@@ -120,7 +120,7 @@ def detect_anomalies(
         inserted = insert_anomalies(conn, municipality_id, found, start, end, now)
         new = read_unassigned_anomalies(conn, municipality_id, start, end)
         current = read_open_incidents(conn, municipality_id)
-        plan = plan_incidents(new, current, quiet)
+        plan = plan_incidents(new, current, quiet, sensors)
         opened = plan["incident_id"].null_count()
         plan = open_new_incidents(conn, municipality_id, plan, sensors, tz, now)
         assigned = assign_anomalies(conn, municipality_id, plan)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import polars as pl
 from sqlalchemy import Connection, Row, select, update
 
+from tasks.analytics.readings import UTC_TIME
+from tasks.anomalies.incident_severity import evidence_frame, evidence_order, load_incident_config
 from tasks.anomalies.incident_store import event_data
 from tasks.audit import record_audit
 from tasks.models import Anomaly, Incident, Sensor, utcnow
@@ -52,16 +55,39 @@ def get_incident(conn: Connection, incident_id: int, municipality_id: str | None
     return found
 
 
-def incident_anomalies(conn: Connection, incident_id: int, limit: int = 20) -> list[Row]:
-    """Its most severe anomalies first, then the latest."""
-    return list(
-        conn.execute(
-            select(Anomaly.observed_at, Anomaly.severity, Anomaly.score, Anomaly.explanation)
-            .where(Anomaly.incident_id == incident_id)
-            .order_by(Anomaly.score.desc(), Anomaly.observed_at.desc())
-            .limit(limit)
+def incident_anomalies(conn: Connection, incident_id: int, limit: int = 20) -> list[dict]:
+    """Its anomalies in the order that shows what set its severity (`evidence_order`): first the
+    strongest finding of each parameter (`sets_severity` true), most severe for its parameter's
+    weight first, then the rest, strongest and latest first. At most `limit`."""
+    rows = conn.execute(
+        select(
+            Anomaly.id,
+            Anomaly.station_id,
+            Anomaly.sensor_id,
+            Sensor.parameter,
+            Anomaly.method,
+            Anomaly.observed_at,
+            Anomaly.severity,
+            Anomaly.score,
+            Anomaly.explanation,
         )
-    )
+        .join(Sensor, Sensor.id == Anomaly.sensor_id, isouter=True)
+        .where(Anomaly.incident_id == incident_id)
+    ).all()
+    schema = {
+        "id": pl.Int64,
+        "station_id": pl.String,
+        "sensor_id": pl.String,
+        "parameter": pl.String,
+        "method": pl.String,
+        "observed_at": UTC_TIME,
+        "severity": pl.String,
+        "score": pl.Float64,
+        "explanation": pl.String,
+    }
+    held = pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+    ordered = evidence_order(evidence_frame(held, None, load_incident_config()))
+    return ordered.select(*schema, "sets_severity").head(limit).to_dicts()
 
 
 def acknowledge(

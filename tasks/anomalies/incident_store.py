@@ -6,13 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import polars as pl
-from sqlalchemy import Connection, bindparam, case, insert, update
+from sqlalchemy import Connection, bindparam, insert, update
 
 from tasks.analytics.readings import UTC_TIME, db_value
 from tasks.anomalies.incidents import (
     ANOMALY_ROW_SCHEMA,
-    DEFAULT_KIND,
-    INCIDENT_KINDS,
     INCIDENT_SCHEMA,
     QUIET_PERIOD,
     incident_figures,
@@ -52,6 +50,9 @@ def read_incident_anomalies(conn: Connection, municipality_id: str, ids: list[in
         Anomaly.__table__.select()
         .with_only_columns(
             Anomaly.incident_id,
+            Anomaly.station_id,
+            Anomaly.sensor_id,
+            Anomaly.method,
             Anomaly.observed_at,
             Anomaly.severity,
             Anomaly.score,
@@ -61,6 +62,9 @@ def read_incident_anomalies(conn: Connection, municipality_id: str, ids: list[in
     ).all()
     schema = {
         "incident_id": pl.Int64,
+        "station_id": pl.String,
+        "sensor_id": pl.String,
+        "method": pl.String,
         "observed_at": UTC_TIME,
         "severity": pl.String,
         "score": pl.Float64,
@@ -95,8 +99,9 @@ def open_new_incidents(
     tz: str,
     now: datetime,
 ) -> pl.DataFrame:
-    """Insert one incident per planned run that joins none; returns the plan with every
-    run's `incident_id` filled in. Records `incident.opened` and an audit entry for each.
+    """Insert one incident per planned run that joins none (one run per station and first
+    anomaly); returns the plan with every run's `incident_id` filled in. Records `incident.opened`
+    and an audit entry for each.
 
     Like `resolved_at`, `opened_at` is on the data's clock (the first anomaly), so a backfill
     or a rerun dates an incident the same way; the audit entry keeps when it was written."""
@@ -152,8 +157,8 @@ def open_new_incidents(
         )
     return (
         plan.join(
-            fresh.select("sensor_id", "kind", "first_observed_at", pl.col("id").alias("new_id")),
-            on=["sensor_id", "kind", "first_observed_at"],
+            fresh.select("station_id", "first_observed_at", pl.col("id").alias("new_id")),
+            on=["station_id", "first_observed_at"],
             how="left",
         )
         .with_columns(pl.coalesce("incident_id", "new_id").alias("incident_id"))
@@ -162,7 +167,8 @@ def open_new_incidents(
 
 
 def assign_anomalies(conn: Connection, municipality_id: str, plan: pl.DataFrame) -> int:
-    """Point each planned run's anomalies at its incident; returns how many were assigned."""
+    """Point each planned run's anomalies (`anomaly_ids`) at its incident; returns how many were
+    assigned."""
     if plan.is_empty():
         return 0
     table = Anomaly.__table__
@@ -170,27 +176,20 @@ def assign_anomalies(conn: Connection, municipality_id: str, plan: pl.DataFrame)
         update(table)
         .where(
             table.c.municipality_id == municipality_id,
-            table.c.sensor_id == bindparam("b_sensor_id"),
-            case(
-                *((table.c.method == method, kind) for method, kind in INCIDENT_KINDS.items()),
-                else_=DEFAULT_KIND,
-            )
-            == bindparam("b_kind"),
+            table.c.id == bindparam("b_id"),
             table.c.incident_id.is_(None),
-            table.c.observed_at >= bindparam("b_first"),
-            table.c.observed_at <= bindparam("b_last"),
         )
         .values(incident_id=bindparam("b_incident_id"))
     )
-    params = plan.select(
-        pl.col("sensor_id").alias("b_sensor_id"),
-        pl.col("kind").alias("b_kind"),
-        pl.col("first_observed_at").alias("b_first"),
-        pl.col("last_observed_at").alias("b_last"),
-        pl.col("incident_id").alias("b_incident_id"),
-    ).to_dicts()
-    conn.execute(statement, params)
-    return int(plan["anomaly_count"].sum())
+    params = (
+        plan.select(pl.col("anomaly_ids").alias("b_id"), pl.col("incident_id").alias("b_incident_id"))
+        .explode("b_id")
+        .drop_nulls("b_id")
+        .to_dicts()
+    )
+    if params:
+        conn.execute(statement, params)
+    return len(params)
 
 
 def refresh_incidents(
@@ -201,17 +200,17 @@ def refresh_incidents(
     tz: str,
     now: datetime,
 ) -> int:
-    """Recount the given existing incidents from the anomalies they now hold; records
-    `incident.updated` when an incident's severity rose. Returns how many rose."""
+    """Recount the given existing incidents from the anomalies they now hold (severity, kind and
+    lead sensor as `incident_figures` weighs them); records `incident.updated` when an incident's
+    severity rose. Returns how many rose."""
     if before.is_empty():
         return 0
-    figures = incident_figures(read_incident_anomalies(conn, municipality_id, before["id"].to_list()))
+    held = read_incident_anomalies(conn, municipality_id, before["id"].to_list())
+    figures = incident_figures(held, sensors)
     after = with_summaries(
         before.select(
             "id",
             "station_id",
-            "sensor_id",
-            "kind",
             "status",
             pl.col("severity").alias("previous_severity"),
         ).join(figures, left_on="id", right_on="incident_id"),
@@ -223,6 +222,8 @@ def refresh_incidents(
         update(table)
         .where(table.c.id == bindparam("b_id"))
         .values(
+            sensor_id=bindparam("b_sensor_id"),
+            kind=bindparam("b_kind"),
             severity=bindparam("b_severity"),
             summary=bindparam("b_summary"),
             first_observed_at=bindparam("b_first"),
@@ -232,6 +233,8 @@ def refresh_incidents(
         ),
         after.select(
             pl.col("id").alias("b_id"),
+            pl.col("sensor_id").alias("b_sensor_id"),
+            pl.col("kind").alias("b_kind"),
             pl.col("severity").alias("b_severity"),
             pl.col("summary").alias("b_summary"),
             pl.col("first_observed_at").alias("b_first"),

@@ -21,6 +21,16 @@ Drift and fouling are slow by nature and are the sensor-health score's to find
 (`tasks.maintenance.health`, run once per simulated day on the days so far, as the nightly flow
 does): one is found on the first day its sensor is judged MEDIUM risk or worse, and the sensor-days
 judged so on sensors with no labelled fault are counted as false maintenance calls.
+
+Incidents are scored apart (`score_incidents`): the anomalies grouped by `plan_incidents` over the
+whole run, as the nightly flow would day by day. An incident overlaps a fault when its first to
+last anomaly meets the fault's window (plus `TOLERANCE`) at the fault's station (contamination,
+outage) or on one of its sensors (the others). Precision is the share of incidents overlapping some
+fault; recall, per kind, the share of faults an incident overlaps; the headline recall is over the
+kinds incidents are for (`INCIDENT_KINDS`, water-quality events): a spike is a one-reading blip
+that by design stays an anomaly, a stuck sensor and an outage are QC's (flat line, gap) and drift
+and fouling the health score's, and their recall is shown but not asked for. Beside it, the bare
+baseline: one incident per sensor and run of findings that reaches HIGH (the rule before consensus).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import numpy as np
 import polars as pl
 
 from tasks.anomalies.detectors import SEVERITY_RANK, find_anomalies
-from tasks.anomalies.incidents import OPEN_AT
+from tasks.anomalies.incidents import INCIDENT_SCHEMA, OPEN_AT, QUIET_PERIOD, plan_incidents
 from tasks.maintenance.health import sensor_health
 from tasks.parameters import parameter
 from tasks.quality.qc import qc_flags
@@ -43,6 +53,8 @@ from tasks.sample.signals import US, simulate_online
 
 FAULT_KINDS = ("contamination", "spike", "stuck", "outage", "drift", "fouling")
 SLOW_KINDS = ("drift", "fouling")  # the sensor-health score's to find, day by day
+STATION_KINDS = ("contamination", "outage")  # faults of a whole station, not of one sensor
+INCIDENT_KINDS = ("contamination",)  # the faults incidents are for: water-quality events
 TOLERANCE = timedelta(minutes=60)
 DETECTING_FLAGS = (3, 4, 9)  # suspect, fail, missing
 SERVICE_RISKS = ("MEDIUM", "HIGH", "CRITICAL")  # service within 30 days or sooner
@@ -112,6 +124,12 @@ def detections(sample: SyntheticSample) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every detection of the shipped QC and detectors: `sensor_id`, `observed_at`, `method`
     (`qc:<test>` for a flag, the detector's name for an anomaly); and the flagged readings."""
     flagged = qc_flags(sample.readings, sample.sensors)
+    found = find_anomalies(flagged, sample.sensors, sample.start, sample.end)
+    return detections_of(flagged, found), flagged
+
+
+def detections_of(flagged: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
+    """The QC flags of 3, 4 or 9 and the anomalies of at least `OPEN_AT` as detections."""
     qc = (
         flagged.filter(pl.col("qc_flag").is_in(DETECTING_FLAGS))
         .select(
@@ -122,10 +140,169 @@ def detections(sample: SyntheticSample) -> tuple[pl.DataFrame, pl.DataFrame]:
         .explode("method")
         .with_columns(pl.format("qc:{}", "method").alias("method"))
     )
-    found = find_anomalies(flagged, sample.sensors, sample.start, sample.end).filter(
+    severe = found.filter(
         pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int8) >= SEVERITY_RANK[OPEN_AT]
     )
-    return pl.concat([qc, found.select("sensor_id", "observed_at", "method")]), flagged
+    return pl.concat([qc, severe.select("sensor_id", "observed_at", "method")])
+
+
+def anomaly_rows(sample: SyntheticSample, found: pl.DataFrame) -> pl.DataFrame:
+    """`find_anomalies` output as stored anomaly rows: an `id` (in time order) and the `station_id`."""
+    return (
+        found.join(sample.sensors.select("sensor_id", "station_id"), on="sensor_id", how="inner")
+        .sort("observed_at", "sensor_id", "method")
+        .with_row_index("id")
+        .with_columns(pl.col("id").cast(pl.Int64))
+    )
+
+
+def incidents_of(sample: SyntheticSample, anomalies: pl.DataFrame) -> pl.DataFrame:
+    """The incidents `plan_incidents` makes of the whole run: `incident`, `station_id`, `sensor_ids`
+    (of the anomalies it holds), `first_observed_at`, `last_observed_at`, `severity`."""
+    plan = plan_incidents(anomalies, pl.DataFrame(schema=INCIDENT_SCHEMA), QUIET_PERIOD, sample.sensors)
+    members = anomalies.select(pl.col("id").alias("anomaly_id"), "sensor_id")
+    held = (
+        plan.with_row_index("incident")
+        .select("incident", pl.col("anomaly_ids").alias("anomaly_id"))
+        .explode("anomaly_id")
+        .join(members, on="anomaly_id")
+        .group_by("incident")
+        .agg(pl.col("sensor_id").unique().sort().alias("sensor_ids"))
+    )
+    return (
+        plan.with_row_index("incident")
+        .join(held, on="incident")
+        .select("incident", "station_id", "sensor_ids", "first_observed_at", "last_observed_at", "severity")
+        .sort("incident")
+    )
+
+
+def sensor_run_incidents(anomalies: pl.DataFrame, quiet_period: timedelta = QUIET_PERIOD) -> pl.DataFrame:
+    """The bare baseline: one incident per sensor and run of its findings (any severity, gaps of at
+    most `quiet_period`, a limit breach apart from the rest) whose worst finding is at least HIGH,
+    as severe as that finding."""
+    kind = pl.when(pl.col("method") == "limit_breach").then(pl.lit("limit")).otherwise(pl.lit("anomaly"))
+    gap = pl.col("observed_at").diff().over("sensor_id", "kind")
+    return (
+        anomalies.with_columns(kind.alias("kind"))
+        .sort("sensor_id", "kind", "observed_at")
+        .with_columns((gap.is_null() | (gap > quiet_period)).cum_sum().alias("incident"))
+        .with_columns(pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int8).alias("rank"))
+        .group_by("incident")
+        .agg(
+            pl.col("station_id").first(),
+            pl.col("sensor_id").unique().alias("sensor_ids"),
+            pl.col("observed_at").min().alias("first_observed_at"),
+            pl.col("observed_at").max().alias("last_observed_at"),
+            pl.col("rank").max(),
+        )
+        .filter(pl.col("rank") >= SEVERITY_RANK["HIGH"])
+        .with_columns(
+            pl.col("rank").replace_strict({r: s for s, r in SEVERITY_RANK.items()}).alias("severity")
+        )
+        .drop("rank")
+        .sort("incident")
+    )
+
+
+def score_incidents(
+    sample: SyntheticSample, incidents: pl.DataFrame, tolerance: timedelta = TOLERANCE
+) -> dict:
+    """Incidents against the labelled faults: precision, recall per kind and over `INCIDENT_KINDS`,
+    incidents per fault, the severities, and the severity each contamination reached (the worst of
+    the incidents overlapping it; `none` when none does)."""
+    faults = sample.faults
+    incidents = incidents.select(
+        "incident", "station_id", "sensor_ids", "first_observed_at", "last_observed_at", "severity"
+    )
+    span = [
+        "incident",
+        "fault_id",
+        "kind",
+        "severity",
+        "first_observed_at",
+        "last_observed_at",
+        "start",
+        "end",
+    ]
+    on_sensor = (
+        incidents.explode("sensor_ids")
+        .rename({"sensor_ids": "sensor_id"})
+        .join(faults.filter(~pl.col("kind").is_in(STATION_KINDS)), on="sensor_id")
+        .select(span)
+    )
+    on_station = incidents.join(
+        faults.filter(pl.col("kind").is_in(STATION_KINDS)).unique("fault_id").drop("sensor_id"),
+        on="station_id",
+    ).select(span)
+    overlaps = (
+        pl.concat([on_sensor, on_station])
+        .filter(
+            pl.col("first_observed_at") <= pl.col("end") + tolerance,
+            pl.col("last_observed_at") >= pl.col("start"),
+        )
+        .select("incident", "fault_id", "kind", "severity")
+        .unique()
+    )
+    per_fault = faults.group_by("fault_id").agg(pl.col("kind").first())
+    kinds = {}
+    for kind in FAULT_KINDS:
+        count = per_fault.filter(pl.col("kind") == kind).height
+        met = overlaps.filter(pl.col("kind") == kind)
+        kinds[kind] = {
+            "faults": count,
+            "overlapped": met["fault_id"].n_unique(),
+            "recall": met["fault_id"].n_unique() / count if count else None,
+            "incidents": met["incident"].n_unique(),
+        }
+    wanted = per_fault.filter(pl.col("kind").is_in(INCIDENT_KINDS)).height
+    recalled = overlaps.filter(pl.col("kind").is_in(INCIDENT_KINDS))["fault_id"].n_unique()
+    reached = (
+        per_fault.filter(pl.col("kind") == "contamination")
+        .join(
+            overlaps.with_columns(
+                pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int8).alias("r")
+            )
+            .group_by("fault_id")
+            .agg(pl.col("r").max()),
+            on="fault_id",
+            how="left",
+        )
+        .with_columns(
+            pl.col("r")
+            .replace_strict({r: s for s, r in SEVERITY_RANK.items()}, default="none")
+            .alias("severity")
+        )
+    )
+    severities = dict(incidents["severity"].value_counts().iter_rows())
+    n = incidents.height
+    lowest = reached["r"].min() if reached.height else None
+    return {
+        "incidents": n,
+        "precision": overlaps["incident"].n_unique() / n if n else None,
+        "recall": recalled / wanted if wanted else None,
+        "recall_kinds": list(INCIDENT_KINDS),
+        "faults": per_fault.height,
+        "incidents_per_fault": n / per_fault.height if per_fault.height else None,
+        "severities": {s: severities.get(s, 0) for s in SEVERITY_RANK},
+        "critical_share": severities.get("CRITICAL", 0) / n if n else None,
+        "contamination_severities": {
+            s: reached.filter(pl.col("severity") == s).height for s in (*SEVERITY_RANK, "none")
+        },
+        "contamination_lowest_severity": (
+            "none"
+            if reached["r"].null_count()
+            else {r: s for s, r in SEVERITY_RANK.items()}[lowest]
+            if lowest is not None
+            else None
+        ),
+        "median_minutes": (
+            (incidents["last_observed_at"] - incidents["first_observed_at"]).dt.total_minutes().median()
+            if n
+            else None
+        ),
+        "kinds": kinds,
+    }
 
 
 def health_calls(sample: SyntheticSample, flagged: pl.DataFrame) -> pl.DataFrame:
@@ -275,7 +452,13 @@ def score_faults(sample: SyntheticSample, found: pl.DataFrame, calls: pl.DataFra
 
 
 def synthetic_report(days: int = 14, stations: int = 3, seed: int = 7) -> dict:
-    """Simulate, detect with the shipped configuration, and score per kind of fault."""
+    """Simulate, detect with the shipped configuration, and score per kind of fault; then the
+    incidents (`incidents`) beside the bare baseline's (`incidents_baseline`)."""
     sample = simulate(days=days, stations=stations, seed=seed)
-    found, flagged = detections(sample)
-    return score_faults(sample, found, health_calls(sample, flagged))
+    flagged = qc_flags(sample.readings, sample.sensors)
+    found = find_anomalies(flagged, sample.sensors, sample.start, sample.end)
+    report = score_faults(sample, detections_of(flagged, found), health_calls(sample, flagged))
+    anomalies = anomaly_rows(sample, found)
+    report["incidents"] = score_incidents(sample, incidents_of(sample, anomalies))
+    report["incidents_baseline"] = score_incidents(sample, sensor_run_incidents(anomalies))
+    return report

@@ -69,14 +69,17 @@ def test_a_burst_becomes_one_incident_resolved_by_the_end_of_the_day(database, s
 
     result = detect_anomalies.fn("riverton", DAY)
 
+    # one incident for the station: the limit breaches and the z-scores of the same readings
     incidents = _table(INCIDENTS, INCIDENT_TIMES)
-    breach = incidents.filter(pl.col("kind") == "limit_breach").row(0, named=True)
-    assert incidents.filter(pl.col("kind") == "limit_breach").height == 1
+    anomalies = _table(ANOMALIES, ANOMALY_TIMES)
+    assert incidents.height == 1
+    breach = incidents.row(0, named=True)
     assert {
         k: breach[k]
         for k in (
             "sensor_id",
             "station_id",
+            "kind",
             "severity",
             "status",
             "first_observed_at",
@@ -88,21 +91,25 @@ def test_a_burst_becomes_one_incident_resolved_by_the_end_of_the_day(database, s
     } == {
         "sensor_id": "rv-turb",
         "station_id": "riverton-plant",
-        "severity": "HIGH",
+        "kind": "limit_breach",
+        "severity": "HIGH",  # a health parameter beyond its limit by the HIGH step, for an hour
         "status": "resolved",
         "first_observed_at": _local(DAY, 3),
-        "anomaly_count": 4,
+        "anomaly_count": anomalies.height,
         "last_observed_at": _local(DAY, 4),
         "opened_at": _local(DAY, 3),
         "resolved_at": _local(DAY, 5),
     }
-    assert breach["summary"] == (
-        "4 limit-breach anomalies on turbidity sensor rv-turb from 2026-05-01 03:00 CDT to "
-        "2026-05-01 04:00 CDT; worst (HIGH): turbidity 2.41 NTU is 1.41 NTU above the "
-        "operational limit 1 NTU"
+    assert set(anomalies["method"]) >= {"limit_breach", "rolling_zscore"}
+    assert breach["summary"].startswith(
+        f"{anomalies.height} limit-breach anomalies at station riverton-plant on turbidity from "
+        "2026-05-01 03:00 CDT to 2026-05-01 04:00 CDT; HIGH: "
+    )
+    assert "an operational limit is breached" in breach["summary"]
+    assert breach["summary"].endswith(
+        "; worst (turbidity sensor rv-turb): turbidity 2.41 NTU is 1.41 NTU above the operational limit 1 NTU"
     )
     assert incidents["status"].to_list() == ["resolved"] * incidents.height
-    anomalies = _table(ANOMALIES, ANOMALY_TIMES)
     assert anomalies["incident_id"].null_count() == 0
     assert result["details"]["incidents_opened"] == incidents.height
     assert result["details"]["incidents_resolved"] == incidents.height
@@ -144,42 +151,47 @@ def test_a_rerun_changes_nothing(database, seed):
 
 def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced(database, seed):
     spikes = {
-        _local(DAY, 23, 30): 2.2,
-        _local(DAY, 23, 50): 2.2,
-        _local(DAY + timedelta(days=1), 0, 10): 6.0,
+        _local(DAY, 23, 30): 1.6,  # beyond the 1 NTU limit by its MEDIUM step
+        _local(DAY, 23, 50): 1.6,
+        _local(DAY + timedelta(days=1), 0, 10): 6.0,  # by its CRITICAL step
     }
     with begin() as conn:
         batch = seed.municipality(conn, "riverton", "America/Chicago", {"rv-turb": "turbidity"})
         seed.readings(conn, "riverton", batch, _turbidity("rv-turb", 3, spikes))
 
     detect_anomalies.fn("riverton", DAY)
-    after_first_day = _table(INCIDENTS, INCIDENT_TIMES).filter(pl.col("kind") == "limit_breach")
+    after_first_day = _table(INCIDENTS, INCIDENT_TIMES)
+    held_first_day = _table(ANOMALIES, ANOMALY_TIMES).height
     detect_anomalies.fn("riverton", DAY + timedelta(days=1))
 
-    incidents = _table(INCIDENTS, INCIDENT_TIMES).filter(pl.col("kind") == "limit_breach")
-    assert after_first_day.select("severity", "status", "anomaly_count").rows() == [("HIGH", "open", 2)]
+    incidents = _table(INCIDENTS, INCIDENT_TIMES)
+    held = _table(ANOMALIES, ANOMALY_TIMES)
+    assert set(held["incident_id"]) == {after_first_day["id"][0]}
+    assert after_first_day.select("kind", "severity", "status", "anomaly_count").rows() == [
+        ("limit_breach", "MEDIUM", "open", held_first_day)
+    ]
     assert incidents.select(
         "id", "severity", "status", "anomaly_count", "first_observed_at", "last_observed_at"
     ).rows() == [
         (
             after_first_day["id"][0],
-            "CRITICAL",
+            "HIGH",
             "resolved",
-            3,
+            held.height,
             _local(DAY, 23, 30),
             _local(DAY + timedelta(days=1), 0, 10),
         )
     ]
     incident_id = incidents["id"][0]
-    assert [e for e in _events() if e[1].endswith((f":{incident_id}", f":{incident_id}:CRITICAL"))] == [
+    assert [e for e in _events() if e[1].endswith((f":{incident_id}", f":{incident_id}:HIGH"))] == [
         ("incident.opened", f"incident.opened:{incident_id}"),
-        ("incident.updated", f"incident.updated:{incident_id}:CRITICAL"),
+        ("incident.updated", f"incident.updated:{incident_id}:HIGH"),
         ("incident.resolved", f"incident.resolved:{incident_id}"),
     ]
     with begin() as conn:
         payload = conn.execute(
             select(WebhookEvent.payload).where(
-                WebhookEvent.dedupe_key == f"incident.updated:{incident_id}:CRITICAL"
+                WebhookEvent.dedupe_key == f"incident.updated:{incident_id}:HIGH"
             )
         ).scalar_one()
     assert payload["data"] | {"summary": None} == {
@@ -189,12 +201,12 @@ def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced
         "sensor_id": "rv-turb",
         "parameter": "turbidity",
         "kind": "limit_breach",
-        "severity": "CRITICAL",
-        "previous_severity": "HIGH",
+        "severity": "HIGH",
+        "previous_severity": "MEDIUM",
         "status": "open",
         "first_observed_at": _local(DAY, 23, 30).isoformat(),
         "last_observed_at": _local(DAY + timedelta(days=1), 0, 10).isoformat(),
-        "anomaly_count": 3,
+        "anomaly_count": held.height,
         "summary": None,
     }
 

@@ -1,28 +1,41 @@
+"""Incidents from consensus: a station's findings grouped until a quiet period passes, opened only
+when methods or parameters agree, an extreme finding lasts, a limit is breached or a learned model
+alarms; severity from the evidence and the parameters' health weights."""
+
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
 from tasks.anomalies import plan_incidents
-from tasks.anomalies.incidents import ANOMALY_ROW_SCHEMA, INCIDENT_SCHEMA, with_summaries
+from tasks.anomalies.incident_severity import evidence_frame, evidence_order, load_incident_config
+from tasks.anomalies.incidents import ANOMALY_ROW_SCHEMA, INCIDENT_SCHEMA, incident_figures, with_summaries
 
 T0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
 NO_INCIDENTS = pl.DataFrame(schema=INCIDENT_SCHEMA)
+SENSORS = pl.DataFrame(
+    {
+        "sensor_id": ["turb-1", "cl-1", "ph-1", "temp-1", "turb-2"],
+        "station_id": ["st-1", "st-1", "st-1", "st-1", "st-2"],
+        "parameter": ["turbidity", "free_chlorine", "ph", "temperature", "turbidity"],
+    }
+)
 
 
 def _anomalies(rows: list[tuple[str, str, int, str]]) -> pl.DataFrame:
-    """(sensor_id, method, minutes after T0, severity) rows."""
+    """(sensor_id, method, minutes after T0, severity) rows; ids in the order given."""
+    station = dict(SENSORS.select("sensor_id", "station_id").iter_rows())
     return pl.DataFrame(
         [
             (
                 i,
                 sensor,
-                "st-1",
+                station[sensor],
                 method,
                 T0 + timedelta(minutes=minute),
                 1.0,
-                2.0,
+                float(i),
                 severity,
-                f"{sensor} at minute {minute} ({severity})",
+                f"{sensor} {method} at minute {minute} ({severity})",
             )
             for i, (sensor, method, minute, severity) in enumerate(rows, start=1)
         ],
@@ -31,116 +44,182 @@ def _anomalies(rows: list[tuple[str, str, int, str]]) -> pl.DataFrame:
     )
 
 
-def test_a_flapping_sensor_makes_one_run_until_it_goes_quiet():
-    minutes = list(range(0, 120, 7)) + [200]  # every 7 minutes for two hours, then 80 min later
-    anomalies = _anomalies(
-        [("turb-1", "rolling_zscore", m, "LOW") for m in minutes[:-1]]
-        + [("turb-1", "rolling_zscore", 200, "HIGH")]
-    )
-
-    plan = plan_incidents(anomalies, NO_INCIDENTS, timedelta(minutes=60), open_at="LOW")
-
-    assert plan.select(
-        "first_observed_at", "last_observed_at", "anomaly_count", "severity", "incident_id"
-    ).rows() == [
-        (T0, T0 + timedelta(minutes=119), 18, "LOW", None),
-        (T0 + timedelta(minutes=200), T0 + timedelta(minutes=200), 1, "HIGH", None),
-    ]
+def _plan(rows: list[tuple[str, str, int, str]], open_incidents: pl.DataFrame = NO_INCIDENTS) -> pl.DataFrame:
+    return plan_incidents(_anomalies(rows), open_incidents, timedelta(minutes=60), SENSORS)
 
 
-def test_runs_are_per_sensor_and_kind_and_keep_the_worst_explanation():
-    anomalies = _anomalies(
+def test_a_single_short_blip_stays_an_anomaly_without_an_incident():
+    plan = _plan([("turb-1", "rolling_zscore", 0, "CRITICAL"), ("turb-1", "robust_zscore", 0, "CRITICAL")])
+    assert plan.is_empty()  # two z-scores are one method family: no agreement
+
+
+def test_parameters_moving_together_at_a_station_are_one_incident():
+    plan = _plan(
         [
-            ("turb-1", "rolling_zscore", 0, "LOW"),
-            ("turb-1", "rolling_zscore", 5, "CRITICAL"),
-            ("turb-1", "rolling_zscore", 9, "MEDIUM"),
-            ("turb-1", "trend", 7, "MEDIUM"),
-            ("turb-1", "limit_breach", 5, "HIGH"),
-            ("ph-1", "rolling_zscore", 5, "LOW"),
+            ("turb-1", "rolling_zscore", 0, "CRITICAL"),
+            ("cl-1", "rolling_zscore", 4, "HIGH"),
+            ("ph-1", "robust_zscore", 9, "HIGH"),
+            ("turb-1", "rolling_zscore", 30, "MEDIUM"),
+            ("turb-1", "rolling_zscore", 31, "LOW"),  # below the evidence severity: in no incident
+            ("turb-2", "rolling_zscore", 5, "CRITICAL"),  # another station, alone
         ]
     )
-
-    plan = plan_incidents(anomalies, NO_INCIDENTS, open_at="LOW")
-
-    # every statistical method on one sensor is one `anomaly` run; a limit breach is its own
-    assert plan.select("sensor_id", "kind", "anomaly_count", "severity", "worst_explanation").rows() == [
-        ("ph-1", "anomaly", 1, "LOW", "ph-1 at minute 5 (LOW)"),
-        ("turb-1", "anomaly", 4, "CRITICAL", "turb-1 at minute 5 (CRITICAL)"),
-        ("turb-1", "limit_breach", 1, "HIGH", "turb-1 at minute 5 (HIGH)"),
+    assert plan.select(
+        "station_id",
+        "sensor_id",
+        "kind",
+        "first_observed_at",
+        "last_observed_at",
+        "anomaly_count",
+        "severity",
+        "parameters",
+        "anomaly_ids",
+        "incident_id",
+    ).rows() == [
+        (
+            "st-1",
+            "turb-1",
+            "anomaly",
+            T0,
+            T0 + timedelta(minutes=30),
+            4,
+            "HIGH",
+            "turbidity, free_chlorine, ph",
+            [1, 2, 3, 4],
+            None,
+        )
     ]
+    assert plan["reason"][0].startswith("3 parameters agree at HIGH or more; ")
 
 
-def test_a_run_within_the_quiet_period_joins_the_open_incident_whatever_its_severity():
+def test_two_method_families_on_one_sensor_open_an_incident_only_within_the_window():
+    near = _plan([("ph-1", "rolling_zscore", 0, "HIGH"), ("ph-1", "trend", 20, "HIGH")])
+    far = _plan([("ph-1", "rolling_zscore", 0, "HIGH"), ("ph-1", "trend", 45, "HIGH")])
+    weak = _plan([("ph-1", "rolling_zscore", 0, "HIGH"), ("ph-1", "trend", 20, "MEDIUM")])
+    assert near["anomaly_ids"].to_list() == [[1, 2]]
+    assert near["reason"][0].startswith("2 methods agree on one sensor at HIGH or more; ")
+    assert far.is_empty() and weak.is_empty()
+
+
+def test_a_limit_breach_or_a_learned_alarm_opens_an_incident_alone():
+    breach = _plan([("cl-1", "limit_breach", 0, "MEDIUM")])
+    learned = _plan([("ph-1", "learned", 0, "HIGH")])
+    assert breach.select("kind", "severity").rows() == [("limit_breach", "MEDIUM")]
+    assert learned.select("kind", "anomaly_count").rows() == [("anomaly", 1)]
+
+
+def test_an_extreme_finding_opens_an_incident_when_it_lasts_without_a_break():
+    every_two = _plan([("turb-1", "rolling_zscore", m, "CRITICAL") for m in range(0, 17, 2)])
+    every_ten = _plan([("turb-1", "rolling_zscore", m, "CRITICAL") for m in range(0, 41, 10)])
+    assert every_two["reason"][0].startswith("CRITICAL for 16 min on one sensor; ")
+    assert every_ten.is_empty()  # 40 minutes of blips, each 10 minutes from the last
+
+
+def test_a_run_within_the_quiet_period_joins_the_stations_open_incident_without_consensus():
     open_incidents = pl.DataFrame(
         [
             (
                 41,
                 "st-1",
-                "turb-1",
+                "cl-1",
                 "anomaly",
-                "LOW",
+                "HIGH",
                 "open",
                 "...",
                 T0 - timedelta(hours=3),
                 T0 - timedelta(minutes=30),
                 12,
-            ),
-            (
-                42,
-                "st-1",
-                "turb-1",
-                "limit_breach",
-                "LOW",
-                "open",
-                "...",
-                T0 - timedelta(hours=3),
-                T0 - timedelta(minutes=90),
-                3,
-            ),
+            )
         ],
         schema=INCIDENT_SCHEMA,
         orient="row",
     )
-    anomalies = _anomalies([("turb-1", "volatility", 10, "LOW"), ("turb-1", "limit_breach", 10, "HIGH")])
+    plan = _plan(
+        [("turb-1", "volatility", 10, "MEDIUM"), ("ph-1", "rolling_zscore", 100, "HIGH")], open_incidents
+    )
+    # minute 10 is 40 minutes after the incident's last anomaly; minute 100, alone, opens nothing
+    assert plan.select("sensor_id", "incident_id", "anomaly_ids").rows() == [("turb-1", 41, [1])]
+    assert plan["reason"][0].startswith("joins an open incident; ")
 
-    plan = plan_incidents(anomalies, open_incidents, timedelta(minutes=60))
 
-    assert plan.select("kind", "incident_id").rows() == [
-        ("anomaly", 41),
-        ("limit_breach", None),  # 100 minutes after that incident's last anomaly
+def test_severity_weighs_health_relevance_agreement_and_duration():
+    def severity(rows: list[tuple[str, str, int, str]]) -> str:
+        return _plan(rows)["severity"][0]
+
+    alone = [("rolling_zscore", m, "CRITICAL") for m in range(0, 17, 2)]
+    assert severity([("turb-1", *r) for r in alone]) == "MEDIUM"
+    assert severity([("temp-1", *r) for r in alone]) == "LOW"  # temperature weighs less
+    assert severity([("turb-1", "limit_breach", 0, "HIGH")]) == "HIGH"
+    # a contamination: three health parameters over two hours, turbidity beyond its CRITICAL step
+    contamination = [
+        (sensor, method, m, "CRITICAL")
+        for m in range(0, 121, 5)
+        for sensor in ("turb-1", "cl-1", "ph-1")
+        for method in ("rolling_zscore", "trend")
     ]
+    assert severity(contamination) == "HIGH"
+    assert severity([*contamination, ("turb-1", "limit_breach", 60, "CRITICAL")]) == "CRITICAL"
+    assert severity([*contamination[:18], ("turb-1", "limit_breach", 10, "CRITICAL")]) == "HIGH"  # 15 min
 
 
-def test_a_run_opens_an_incident_only_when_it_reaches_the_opening_severity():
-    anomalies = _anomalies(
+def test_an_incident_is_refigured_from_every_anomaly_it_holds():
+    held = _anomalies(
         [
-            ("ph-1", "rolling_zscore", 0, "LOW"),
-            ("ph-1", "rolling_zscore", 5, "MEDIUM"),
-            ("ph-1", "rolling_zscore", 300, "LOW"),
-            ("ph-1", "rolling_zscore", 305, "HIGH"),
+            ("ph-1", "rolling_zscore", 0, "HIGH"),
+            ("ph-1", "trend", 5, "HIGH"),
+            ("cl-1", "limit_breach", 50, "HIGH"),
+        ]
+    ).with_columns(incident_id=pl.lit(7, dtype=pl.Int64))
+    figures = incident_figures(held, SENSORS)
+    assert figures.select(
+        "incident_id",
+        "sensor_id",
+        "kind",
+        "severity",
+        "anomaly_count",
+        "first_observed_at",
+        "last_observed_at",
+    ).rows() == [(7, "cl-1", "limit_breach", "HIGH", 3, T0, T0 + timedelta(minutes=50))]
+
+
+def test_the_findings_that_set_the_severity_come_first():
+    held = _anomalies(
+        [
+            ("ph-1", "rolling_zscore", 0, "MEDIUM"),
+            ("turb-1", "rolling_zscore", 1, "CRITICAL"),
+            ("turb-1", "combined", 1, "CRITICAL"),  # restates the others: never first
+            ("ph-1", "trend", 2, "HIGH"),
+            ("turb-1", "limit_breach", 3, "HIGH"),
+            ("turb-1", "rolling_zscore", 4, "CRITICAL"),
         ]
     )
-
-    plan = plan_incidents(anomalies, NO_INCIDENTS)
-
-    assert plan.select("first_observed_at", "anomaly_count", "severity").rows() == [
-        (T0 + timedelta(minutes=300), 2, "HIGH")
+    ordered = evidence_order(evidence_frame(held, SENSORS, load_incident_config()))
+    assert ordered.select("id", "sets_severity").rows() == [
+        (5, True),  # the limit breach: most points
+        (4, True),  # ph's strongest
+        (4 + 2, False),
+        (2, False),
+        (1, False),
+        (3, False),
     ]
 
 
-def test_an_incident_summary_names_its_kind_in_plain_words():
+def test_an_incident_summary_says_where_why_and_its_worst_finding():
     incidents = pl.DataFrame(
         {
-            "sensor_id": ["ph-1", "ph-1"],
-            "kind": ["anomaly", "limit_breach"],
-            "anomaly_count": [2, 1],
-            "first_observed_at": [T0, T0],
-            "last_observed_at": [T0 + timedelta(minutes=5), T0],
-            "severity": ["HIGH", "MEDIUM"],
-            "worst_explanation": ["why", "why"],
+            "station_id": ["st-1"],
+            "sensor_id": ["ph-1"],
+            "kind": ["limit_breach"],
+            "anomaly_count": [2],
+            "first_observed_at": [T0],
+            "last_observed_at": [T0 + timedelta(minutes=5)],
+            "severity": ["HIGH"],
+            "parameters": ["ph, turbidity"],
+            "reason": ["why"],
+            "worst_explanation": ["worst"],
         }
     )
-    sensors = pl.DataFrame({"sensor_id": ["ph-1"], "parameter": ["ph"]})
-    summaries = with_summaries(incidents, sensors, "UTC")["summary"].to_list()
-    assert summaries[0].startswith("2 detected anomalies on ph sensor ph-1 from ")
-    assert summaries[1].startswith("1 limit-breach anomaly on ph sensor ph-1 from ")
+    assert with_summaries(incidents, SENSORS, "UTC")["summary"].to_list() == [
+        "2 limit-breach anomalies at station st-1 on ph, turbidity from 2026-05-01 08:00 UTC to "
+        "2026-05-01 08:05 UTC; HIGH: why; worst (ph sensor ph-1): worst"
+    ]

@@ -131,3 +131,67 @@ def test_list_and_show_keep_to_the_municipality_asked_for(database):
     )
     assert foreign_ack.exit_code == 1 and _state(lakeside)[0][0] == "open"
     assert bad_status.exit_code == 1 and "status must be one of" in bad_status.output
+
+
+def test_show_lists_first_the_findings_that_set_a_critical_incidents_severity(database):
+    registry = (
+        "municipality: {id: riverton, name: Riverton}\n"
+        "stations:\n  - id: riverton-plant\n    name: Plant\n    sensors:\n"
+        "      - {id: rv-turbidity, parameter: turbidity}\n"
+        "      - {id: rv-temperature, parameter: temperature}\n"
+    )
+    findings = [  # sensor, minute, method, severity, score
+        ("rv-turbidity", 0, "rolling_zscore", "HIGH", 9.5),
+        ("rv-temperature", 1, "rolling_zscore", "CRITICAL", 12.0),  # temperature weighs little
+        ("rv-turbidity", 2, "limit_breach", "CRITICAL", 4.5),
+        ("rv-turbidity", 3, "combined", "CRITICAL", 2.0),  # restates the others
+        ("rv-turbidity", 4, "rolling_zscore", "MEDIUM", 2.6),
+    ]
+    with begin() as conn:
+        apply_registry(conn, parse_registry(registry))
+        incident_id = conn.execute(
+            insert(Incident).values(
+                municipality_id="riverton",
+                station_id="riverton-plant",
+                sensor_id="rv-turbidity",
+                kind="limit_breach",
+                severity="CRITICAL",
+                status="open",
+                summary="a critical incident",
+                first_observed_at=T0,
+                last_observed_at=T0 + timedelta(minutes=4),
+                anomaly_count=5,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            insert(Anomaly),
+            [
+                {
+                    "municipality_id": "riverton",
+                    "station_id": "riverton-plant",
+                    "sensor_id": sensor,
+                    "observed_at": T0 + timedelta(minutes=minute),
+                    "method": method,
+                    "value": 1.0,
+                    "score": score,
+                    "severity": severity,
+                    "window": "60 readings",
+                    "explanation": f"{method} {severity} on {sensor}",
+                    "incident_id": incident_id,
+                }
+                for sensor, minute, method, severity, score in findings
+            ],
+        )
+
+    shown = runner.invoke(app, ["incidents", "show", str(incident_id)])
+
+    assert shown.exit_code == 0, shown.output
+    order = [
+        "* 2026-05-01T08:02:00+00:00  CRITICAL  limit_breach on rv-turbidity",  # sets the severity
+        "* 2026-05-01T08:01:00+00:00  CRITICAL  rolling_zscore on rv-temperature",  # temperature's strongest
+        "  2026-05-01T08:00:00+00:00  HIGH      rolling_zscore on rv-turbidity",
+        "  2026-05-01T08:04:00+00:00  MEDIUM    rolling_zscore on rv-turbidity",
+        "  2026-05-01T08:03:00+00:00  CRITICAL  combined on rv-turbidity",
+    ]
+    positions = [shown.output.index(text) for text in order]
+    assert positions == sorted(positions), shown.output

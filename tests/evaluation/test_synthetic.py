@@ -13,6 +13,8 @@ from tasks.evaluation.synthetic import (
     SyntheticSample,
     detections,
     score_faults,
+    score_incidents,
+    sensor_run_incidents,
     simulate,
     synthetic_report,
 )
@@ -35,10 +37,9 @@ def hand_sample() -> SyntheticSample:
             "unit": ["NTU", "pH", "pH", "pH", "uS/cm"],
         }
     )
-    readings = (
-        sensors.join(pl.DataFrame({"observed_at": [at(m) for m in range(2880)]}), how="cross")
-        .with_columns(pl.col("observed_at").cast(UTC_US), value=pl.lit(1.0))
-    )
+    readings = sensors.join(
+        pl.DataFrame({"observed_at": [at(m) for m in range(2880)]}), how="cross"
+    ).with_columns(pl.col("observed_at").cast(UTC_US), value=pl.lit(1.0))
     faults = pl.DataFrame(
         {
             "fault_id": [0, 0, 1, 2, 3],
@@ -49,15 +50,26 @@ def hand_sample() -> SyntheticSample:
             "end": [at(160), at(160), at(500), at(820), at(2879)],
         }
     ).with_columns(pl.col("fault_id").cast(pl.UInt32), pl.col("start", "end").cast(UTC_US))
-    settings = {"timezone": "UTC", "start": "2026-03-02", "days": 2, "sensors": 5, "stations": 2,
-                "municipality": "hand", "seed": 0, "interval_seconds": 60}
+    settings = {
+        "timezone": "UTC",
+        "start": "2026-03-02",
+        "days": 2,
+        "sensors": 5,
+        "stations": 2,
+        "municipality": "hand",
+        "seed": 0,
+        "interval_seconds": 60,
+    }
     return SyntheticSample(readings, sensors, faults, at(0), at(2880), settings)
 
 
 def detected(*rows: tuple[str, float, str]) -> pl.DataFrame:
     return pl.DataFrame(
-        {"sensor_id": [r[0] for r in rows], "observed_at": [at(r[1]) for r in rows],
-         "method": [r[2] for r in rows]},
+        {
+            "sensor_id": [r[0] for r in rows],
+            "observed_at": [at(r[1]) for r in rows],
+            "method": [r[2] for r in rows],
+        },
         schema={"sensor_id": pl.String, "observed_at": UTC_US, "method": pl.String},
     )
 
@@ -126,3 +138,71 @@ def test_the_shipped_configuration_finds_every_generated_outage_stuck_drifting_a
     assert "qc:gap" in score["kinds"]["outage"]["methods"]
     assert "qc:flat_line" in score["kinds"]["stuck"]["methods"]
     assert 0 < score["kinds"]["spike"]["found"] <= score["kinds"]["spike"]["faults"]
+
+
+def incidents(*rows: tuple[str, list[str], float, float, str]) -> pl.DataFrame:
+    """(station, sensors, first minute, last minute, severity) rows."""
+    return pl.DataFrame(
+        {
+            "incident": list(range(len(rows))),
+            "station_id": [r[0] for r in rows],
+            "sensor_ids": [r[1] for r in rows],
+            "first_observed_at": [at(r[2]) for r in rows],
+            "last_observed_at": [at(r[3]) for r in rows],
+            "severity": [r[4] for r in rows],
+        },
+        schema_overrides={"first_observed_at": UTC_US, "last_observed_at": UTC_US},
+    )
+
+
+def test_incidents_are_scored_against_the_faults_of_their_station_or_sensors():
+    score = score_incidents(
+        hand_sample(),
+        incidents(
+            ("A", ["a3"], 90, 120, "HIGH"),  # a3 is not contaminated, but station A is
+            ("A", ["a1"], 200, 215, "CRITICAL"),  # 40 minutes after the contamination: within tolerance
+            ("B", ["b2"], 480, 500, "MEDIUM"),  # the spike is b1's, not b2's: a false incident
+            ("B", ["b2"], 800, 900, "HIGH"),  # the stuck sensor
+            ("A", ["a3"], 2000, 2100, "MEDIUM"),  # on the drifting sensor
+        ),
+    )
+    assert score["incidents"] == 5 and score["faults"] == 4
+    assert score["precision"] == pytest.approx(4 / 5)
+    assert score["recall"] == 1.0 and score["recall_kinds"] == ["contamination"]
+    assert score["incidents_per_fault"] == pytest.approx(5 / 4)
+    assert score["kinds"]["contamination"] == {"faults": 1, "overlapped": 1, "recall": 1.0, "incidents": 2}
+    assert score["kinds"]["spike"] == {"faults": 1, "overlapped": 0, "recall": 0.0, "incidents": 0}
+    assert score["kinds"]["stuck"]["overlapped"] == score["kinds"]["drift"]["overlapped"] == 1
+    assert score["severities"] == {"LOW": 0, "MEDIUM": 2, "HIGH": 2, "CRITICAL": 1}
+    assert score["critical_share"] == pytest.approx(1 / 5)
+    assert score["contamination_severities"] == {"LOW": 0, "MEDIUM": 0, "HIGH": 0, "CRITICAL": 1, "none": 0}
+    missed = score_incidents(hand_sample(), incidents(("B", ["b1"], 500, 500, "LOW")))
+    assert missed["recall"] == 0.0 and missed["contamination_lowest_severity"] == "none"
+
+
+def test_the_baseline_opens_one_incident_per_sensor_run_that_reaches_high():
+    anomalies = pl.DataFrame(
+        {
+            "sensor_id": ["a1", "a1", "a1", "a2", "a2"],
+            "station_id": ["A"] * 5,
+            "method": ["rolling_zscore", "trend", "limit_breach", "rolling_zscore", "rolling_zscore"],
+            "observed_at": [at(0), at(30), at(10), at(0), at(200)],
+            "severity": ["LOW", "HIGH", "CRITICAL", "MEDIUM", "LOW"],
+        },
+        schema_overrides={"observed_at": UTC_US},
+    )
+    baseline = sensor_run_incidents(anomalies)
+    assert baseline.select("sensor_ids", "first_observed_at", "last_observed_at", "severity").rows() == [
+        (["a1"], at(0), at(30), "HIGH"),
+        (["a1"], at(10), at(10), "CRITICAL"),  # the limit breach is an incident of its own
+    ]
+
+
+def test_consensus_incidents_meet_the_goals_where_one_per_sensor_run_does_not():
+    score = synthetic_report(days=9, stations=2, seed=7)
+    ours, baseline = score["incidents"], score["incidents_baseline"]
+    assert ours["recall"] == 1.0 and ours["contamination_lowest_severity"] in ("HIGH", "CRITICAL")
+    assert ours["precision"] >= 0.8 and ours["incidents_per_fault"] <= 1.2
+    assert ours["critical_share"] <= 0.1
+    assert ours["incidents"] < baseline["incidents"]
+    assert baseline["critical_share"] > 0.1  # the old rule called most incidents CRITICAL
