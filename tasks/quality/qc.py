@@ -45,6 +45,10 @@ US_PER_MINUTE = 60_000_000
 PROFILE_BATCH_READINGS = 100_000  # see qc_flags
 
 Span = tuple[float, float]
+OpenSpan = tuple[float | None, float | None]
+# A reading this close to an instrument end (relative, at least absolute) counts as at the end:
+# unit conversion (mS/cm -> uS/cm) may leave a pinned 2.5 as 2500.0000000001.
+PIN_CLOSENESS = 1e-9
 
 
 class _Settings(BaseModel):
@@ -62,9 +66,25 @@ def _check_tiers(suspect: float, fail: float | None, fail_is_lower: bool = False
         raise ValueError(f"the fail threshold {fail} is {side} the suspect threshold {suspect}")
 
 
+class Pinned(_Settings):
+    """Readings at or beyond an end of the instrument's measuring range fail: a sensor pinned at its
+    limit (pH 4, conductivity 0 or 2500) reports its range, not the water."""
+
+    # The instrument's range; a null end (or no span) is the sensor's registry range end
+    # (`valid_min` / `valid_max`) where that differs from the catalog's physical limit.
+    span: OpenSpan | None = None
+
+    @model_validator(mode="after")
+    def _span_ordered(self) -> Pinned:
+        if self.span and None not in self.span:
+            _check_span(self.span, "pinned span")  # type: ignore[arg-type]
+        return self
+
+
 class GrossRange(_Settings):
     fail_span: Span | None = None  # default: the parameter's physical range from the catalog
     suspect_span: Span | None = None
+    pinned: Pinned | None = None
 
     @model_validator(mode="after")
     def _spans_nest(self) -> GrossRange:
@@ -195,14 +215,33 @@ class QcConfig(_Settings):
         """SHA-256 of the configuration's content: tells two files apart that kept one version."""
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()
 
-    def for_sensor(self, sensor_id: str | None, parameter: str) -> SensorQc:
-        """The settings of one sensor: defaults, then its parameter, then its own overrides."""
+    def for_sensor(
+        self,
+        sensor_id: str | None,
+        parameter: str,
+        interval_seconds: float | None = None,
+        valid_range: OpenSpan = (None, None),
+    ) -> SensorQc:
+        """The settings of one sensor: defaults, then its parameter, then what the registry says of
+        the sensor (its cadence `interval_seconds` as the expected interval, its `valid_range` as
+        the pinned test's instrument range), then its own overrides in `sensors`."""
         layers = merged(self.defaults, self.parameters.get(parameter, {}))
+        if interval_seconds:
+            layers["expected_interval_seconds"] = float(interval_seconds)
         layers = merged(layers, self.sensors.get(sensor_id, {}) if sensor_id else {})
         gross = layers.get("gross_range")
-        if isinstance(gross, Mapping) and gross.get("fail_span") is None and parameter in catalog():
-            physical = catalog()[parameter]
-            layers["gross_range"] = {**gross, "fail_span": [physical.min, physical.max]}
+        if isinstance(gross, Mapping):
+            physical = catalog().get(parameter)
+            if gross.get("fail_span") is None and physical is not None:
+                gross = {**gross, "fail_span": [physical.min, physical.max]}
+            if isinstance(pinned := gross.get("pinned"), Mapping):
+                span = list(pinned.get("span") or (None, None))
+                limits = (physical.min, physical.max) if physical else (None, None)
+                for end in (0, 1):  # a catalog limit filled in by the registry is no instrument's
+                    if span[end] is None and valid_range[end] is not None and valid_range[end] != limits[end]:
+                        span[end] = valid_range[end]
+                gross = {**gross, "pinned": {**pinned, "span": span}}
+            layers["gross_range"] = gross
         try:
             return SensorQc.model_validate(layers)
         except ValidationError as exc:
@@ -223,6 +262,7 @@ def load_qc_config(path: Path | None = None) -> QcConfig:
 # One row per sensor of the thresholds it runs with; null where a test is off.
 THRESHOLD_SCHEMA = {
     "fail_lo": pl.Float64, "fail_hi": pl.Float64, "suspect_lo": pl.Float64, "suspect_hi": pl.Float64,
+    "pin_lo": pl.Float64, "pin_hi": pl.Float64,
     "clim_lo": pl.List(pl.Float64), "clim_hi": pl.List(pl.Float64),
     "spike_suspect": pl.Float64, "spike_fail": pl.Float64, "spike_average": pl.Boolean,
     "roc_suspect": pl.Float64, "roc_fail": pl.Float64,
@@ -242,6 +282,10 @@ def thresholds(settings: SensorQc | None) -> dict[str, Any]:
     if (gross := settings.gross_range) is not None:
         row["fail_lo"], row["fail_hi"] = gross.fail_span or (None, None)
         row["suspect_lo"], row["suspect_hi"] = gross.suspect_span or (None, None)
+        low, high = gross.pinned.span or (None, None) if gross.pinned else (None, None)
+        # at or beyond an end, within PIN_CLOSENESS of it
+        row["pin_lo"] = None if low is None else low + PIN_CLOSENESS * max(1.0, abs(low))
+        row["pin_hi"] = None if high is None else high - PIN_CLOSENESS * max(1.0, abs(high))
     for period in settings.climatology or []:
         for month in period.months:
             row["clim_lo"][month - 1], row["clim_hi"][month - 1] = period.suspect_span
@@ -264,12 +308,22 @@ def thresholds(settings: SensorQc | None) -> dict[str, Any]:
     return row
 
 
+REGISTRY_COLUMNS = {"interval_seconds": pl.Float64, "valid_min": pl.Float64, "valid_max": pl.Float64}
+PROFILE_KEY = ["parameter", "override", *REGISTRY_COLUMNS]
+
+
 def sensor_thresholds(sensor_ids: pl.Series, sensors: pl.DataFrame, config: QcConfig) -> pl.DataFrame:
     """THRESHOLD_SCHEMA for each of `sensor_ids`, in order; a sensor not in `sensors` runs no test.
 
-    Settings are merged once per distinct (parameter, overridden sensor), not once per sensor.
+    `sensors` has `sensor_id` and `parameter`, and may have the registry's `interval_seconds`,
+    `valid_min` and `valid_max` (see `QcConfig.for_sensor`). Settings are merged once per distinct
+    (parameter, overridden sensor, registry values), not once per sensor.
     """
-    known = sensors.lazy().select("sensor_id", "parameter").unique("sensor_id").collect()
+    registry = [
+        (pl.col(c) if c in sensors.columns else pl.lit(None)).cast(t).alias(c)
+        for c, t in REGISTRY_COLUMNS.items()
+    ]
+    known = sensors.lazy().select("sensor_id", "parameter", *registry).unique("sensor_id").collect()
     keyed = (
         sensor_ids.cast(pl.String)
         .to_frame("sensor_id")
@@ -278,14 +332,16 @@ def sensor_thresholds(sensor_ids: pl.Series, sensors: pl.DataFrame, config: QcCo
             override=pl.when(pl.col("sensor_id").is_in(list(config.sensors))).then(pl.col("sensor_id"))
         )
     )
-    profiles = keyed.select("parameter", "override").unique()
+    profiles = keyed.select(PROFILE_KEY).unique()
     rows = [
-        thresholds(None if parameter is None else config.for_sensor(override, parameter))
-        for parameter, override in profiles.iter_rows()
+        thresholds(
+            None if parameter is None else config.for_sensor(override, parameter, interval, (low, high))
+        )
+        for parameter, override, interval, low, high in profiles.iter_rows()
     ]
     table = pl.concat([profiles, pl.DataFrame(rows, schema=THRESHOLD_SCHEMA)], how="horizontal")
-    on = ["parameter", "override"]
-    return keyed.join(table, on=on, how="left", nulls_equal=True, maintain_order="left")
+    joined = keyed.join(table, on=PROFILE_KEY, how="left", nulls_equal=True, maintain_order="left")
+    return joined.drop(*REGISTRY_COLUMNS)
 
 
 def _flag(missing: pl.Expr, runs: pl.Expr, fail: pl.Expr, suspect: pl.Expr) -> pl.Expr:
@@ -337,7 +393,8 @@ def qc_flags(
     starts = frame.with_row_index("offset").filter(first).select("sensor_id", "offset")
     table = sensor_thresholds(starts["sensor_id"], sensors, config)
     rows = starts["offset"].shift(-1, fill_value=frame.height) - starts["offset"]
-    profiles = table.select(pl.struct("parameter", "override").rank("dense"))[:, 0]
+    scalars = [name for name, dtype in THRESHOLD_SCHEMA.items() if not isinstance(dtype, pl.List)]
+    profiles = table.select(pl.struct("parameter", "override", *scalars).rank("dense"))[:, 0]
     parts, sensor, batch_rows = [], 0, 0  # a loop over whole sensors: each batch is a slice
     for k, (count, profile) in enumerate(zip(rows, profiles, strict=True)):
         full = batch_rows + count > batch_readings
@@ -383,7 +440,8 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
     # A (sensor, time) key that increases through the frame, for time windows across all sensors.
     times = frame["observed_at"].dt.epoch("us")
     t_min, t_max = (times.min(), times.max()) if frame.height else (0, 0)
-    stride = t_max - t_min + int(table["att_window_us"].max() or 0) + 1
+    windows = [table[c].max() or 0 for c in ("att_window_us", "flat_suspect_us", "flat_fail_us")]
+    stride = t_max - t_min + math.ceil(max(windows)) + 1
     if table.height * stride >= 2**62:
         raise ValueError("readings span too long a time for one batch; split them by time or sensor")
 
@@ -441,13 +499,21 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
     )
     rate = (x - pl.col("_px")).abs() * US_PER_MINUTE / pl.col("_dtp")
     flat_for = t - pl.col("_flat_start")
+    within = _flat_within_tolerance(table, per_row)
     gap_for = pl.col("_dtp") > pl.col("_limit")
     std = pl.col("_std")
+    pinned = (
+        pl.lit(False)
+        if table["pin_lo"].is_null().all() and table["pin_hi"].is_null().all()
+        else (x <= per_row("pin_lo")).fill_null(False) | (x >= per_row("pin_hi")).fill_null(False)
+    )
     tests = {
         "qc_gross_range": _flag(
             missing,
-            per_row("fail_lo").is_not_null() | per_row("suspect_lo").is_not_null(),
-            (x < per_row("fail_lo")) | (x > per_row("fail_hi")),
+            pl.any_horizontal(
+                [per_row(e).is_not_null() for e in ("fail_lo", "suspect_lo", "pin_lo", "pin_hi")]
+            ),
+            (x < per_row("fail_lo")) | (x > per_row("fail_hi")) | pinned,
             (x < per_row("suspect_lo")) | (x > per_row("suspect_hi")),
         ),
         "qc_climatology": _flag(missing, clim_lo.is_not_null(), pl.lit(False), (x < clim_lo) | (x > clim_hi))
@@ -470,8 +536,8 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
         "qc_flat_line": _flag(
             missing,
             per_row("flat_suspect_us").is_not_null(),
-            flat_for >= per_row("flat_fail_us"),
-            flat_for >= per_row("flat_suspect_us"),
+            (flat_for >= per_row("flat_fail_us")) & within("flat_fail_us"),
+            (flat_for >= per_row("flat_suspect_us")) & within("flat_suspect_us"),
         ),
         "qc_gap": _flag(
             missing,
@@ -504,6 +570,35 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
         )
         .collect(engine="in-memory")  # twice as fast here as the streaming engine
     )
+
+
+def _flat_within_tolerance(table: pl.DataFrame, per_row: Any) -> Any:
+    """For a flat-line tier (`flat_suspect_us` or `flat_fail_us`): an expression true where every
+    valid reading in the trailing window [t - duration, t] lies within `flat_tolerance` of every
+    other (rolling max - rolling min), as the QARTOD manual compares them.
+
+    `_flat_start` already ends a stretch at a gap or at a step larger than the tolerance (no window
+    holding such a step is flat); with tolerance 0 that is the whole test, so the rolling range is
+    computed only for sensors with a tolerance above 0, once per distinct window length. Windows run
+    over the (sensor, time) key, which never reaches into another sensor.
+    """
+    loose = table.filter(pl.col("flat_tolerance") > 0)
+
+    def within(tier: str) -> pl.Expr:
+        durations = sorted({int(d) for d in loose[tier].drop_nulls()})
+        if not durations:
+            return pl.lit(True)
+        x, key, duration = pl.col("_x"), pl.col("_key"), per_row(tier)
+        spread = pl.lit(None, pl.Float64)
+        for window in durations:
+            span = x.rolling_max_by(key, f"{window}i", closed="both") - x.rolling_min_by(
+                key, f"{window}i", closed="both"
+            )
+            spread = pl.when(duration == window).then(span).otherwise(spread)
+        tolerance = per_row("flat_tolerance")
+        return (tolerance <= 0) | (spread <= tolerance).fill_null(False)
+
+    return within
 
 
 def _with_attenuation(steps: pl.LazyFrame, per_row: Any) -> pl.LazyFrame:
