@@ -49,6 +49,9 @@ OpenSpan = tuple[float | None, float | None]
 # A reading this close to an instrument end (relative, at least absolute) counts as at the end:
 # unit conversion (mS/cm -> uS/cm) may leave a pinned 2.5 as 2500.0000000001.
 PIN_CLOSENESS = 1e-9
+# Flat-line comparisons allow this much float noise: 8.24 - 8.23 is 0.0100000000000016, no more
+# than a tolerance of 0.01, and 0 means equal to within it.
+FLAT_SLACK = 1e-9
 
 
 class _Settings(BaseModel):
@@ -477,7 +480,7 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
             _flat_start=pl.when(
                 pl.col("_pt").is_null()
                 | (pl.col("_dtp") > pl.col("_limit"))
-                | ((x - pl.col("_px")).abs() > per_row("flat_tolerance"))
+                | ((x - pl.col("_px")).abs() > per_row("flat_tolerance") + FLAT_SLACK)
             )
             .then(t)
             .forward_fill(),  # each sensor's first valid reading starts a run
@@ -596,7 +599,7 @@ def _flat_within_tolerance(table: pl.DataFrame, per_row: Any) -> Any:
             )
             spread = pl.when(duration == window).then(span).otherwise(spread)
         tolerance = per_row("flat_tolerance")
-        return (tolerance <= 0) | (spread <= tolerance).fill_null(False)
+        return (tolerance <= 0) | (spread <= tolerance + FLAT_SLACK).fill_null(False)
 
     return within
 
@@ -644,3 +647,44 @@ def _rounded_near(std: pl.Expr, thresholds: list[pl.Expr]) -> pl.Expr:
     rows = near.cum_sum().cast(pl.Int64) - 1
     rounded = std.filter(near).round_sig_figs(6).append(pl.lit(0.0)).gather(rows.clip(0))
     return pl.when(near).then(rounded).otherwise(std)
+
+
+def flag_long_frame(
+    readings: pl.LazyFrame | pl.DataFrame,
+    ranges: Mapping[str, OpenSpan] | None = None,
+    interval_seconds: Mapping[str, float] | None = None,
+    config: QcConfig | None = None,
+) -> pl.DataFrame:
+    """`qc_flags` of a long frame that names each reading's parameter itself, with no registry.
+
+    `readings` has `sensor_id`, `observed_at` (UTC), `value` and `parameter`. `ranges` gives per
+    sensor id its instrument's range `(low, high)` (either end may be None): a reading at or beyond
+    an end fails (gross range, pinned), over any pinned span the configuration sets for that sensor.
+    `interval_seconds` gives per sensor id its cadence; a sensor without one is taken to report at
+    the median step between its readings. Returns the readings with `FLAG_COLUMNS`, `qc_flag`,
+    `qc_tests` and `qc_config_version`, sorted by (sensor_id, observed_at).
+    """
+    config = config or load_qc_config()
+    frame = readings.lazy().collect() if isinstance(readings, pl.LazyFrame) else readings
+    given = pl.DataFrame(
+        {"sensor_id": list(interval_seconds or {}), "given": list((interval_seconds or {}).values())},
+        schema={"sensor_id": pl.String, "given": pl.Float64},
+    )
+    sensors = (
+        frame.lazy()
+        .group_by("sensor_id")
+        .agg(
+            pl.col("parameter").first(),
+            median=pl.col("observed_at").sort().diff().median().dt.total_microseconds() / 1e6,
+        )
+        .join(given.lazy(), on="sensor_id", how="left")
+        .select("sensor_id", "parameter", interval_seconds=pl.coalesce("given", "median"))
+        .collect()
+    )
+    if ranges:
+        overrides = dict(config.sensors)
+        for sensor_id, span in ranges.items():
+            pinned = {"gross_range": {"pinned": {"span": list(span)}}}
+            overrides[sensor_id] = merged(overrides.get(sensor_id, {}), pinned)
+        config = QcConfig.model_validate({**config.model_dump(), "sensors": overrides})
+    return qc_flags(frame, sensors, config)
