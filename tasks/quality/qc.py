@@ -658,8 +658,8 @@ def flag_long_frame(
     """`qc_flags` of a long frame that names each reading's parameter itself, with no registry.
 
     `readings` has `sensor_id`, `observed_at` (UTC), `value` and `parameter`. `ranges` gives per
-    sensor id its instrument's range `(low, high)` (either end may be None): a reading at or beyond
-    an end fails (gross range, pinned), over any pinned span the configuration sets for that sensor.
+    sensor id its instrument's range `(low, high)`: a reading at or beyond an end fails (gross range,
+    pinned); an end given as None keeps the configuration's (conductivity's 0, for instance).
     `interval_seconds` gives per sensor id its cadence; a sensor without one is taken to report at
     the median step between its readings. Returns the readings with `FLAG_COLUMNS`, `qc_flag`,
     `qc_tests` and `qc_config_version`, sorted by (sensor_id, observed_at).
@@ -682,9 +682,16 @@ def flag_long_frame(
         .collect()
     )
     if ranges:
+        parameters = dict(sensors.select("sensor_id", "parameter").iter_rows())
         overrides = dict(config.sensors)
         for sensor_id, span in ranges.items():
-            pinned = {"gross_range": {"pinned": {"span": list(span)}}}
-            overrides[sensor_id] = merged(overrides.get(sensor_id, {}), pinned)
+            if sensor_id not in parameters:
+                continue
+            gross = config.for_sensor(sensor_id, parameters[sensor_id]).gross_range
+            configured = gross.pinned.span if gross and gross.pinned and gross.pinned.span else (None, None)
+            ends = [given if given is not None else end for given, end in zip(span, configured, strict=True)]
+            overrides[sensor_id] = merged(
+                overrides.get(sensor_id, {}), {"gross_range": {"pinned": {"span": ends}}}
+            )
         config = QcConfig.model_validate({**config.model_dump(), "sensors": overrides})
     return qc_flags(frame, sensors, config)
