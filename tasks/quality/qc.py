@@ -14,6 +14,11 @@ Time-aware windows use `observed_at`, not row counts: a gap breaks spike, rate-o
 flat-line neighbourhoods, and the attenuated-signal window is a stretch of time whose length may
 differ between sensors (cumulative sums over a (sensor, time) key, bounded by `search_sorted`).
 Missing readings (null, NaN, infinite) get 9 from every test and are invisible to their neighbours.
+A flat line with a tolerance above 0 needs the start of each reading's flat stretch (every reading
+since within the tolerance of every other): one compiled pass (`flat_starts`), run only when a
+sensor of the batch has such a tolerance. Each sensor's expected interval and instrument range
+come from its registry entry where `sensors` has them (`interval_seconds`, `valid_min`,
+`valid_max`); `flag_long_frame` flags a frame that has no registry.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import polars as pl
 import yaml
+from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.parameters import catalog
@@ -443,8 +450,7 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
     # A (sensor, time) key that increases through the frame, for time windows across all sensors.
     times = frame["observed_at"].dt.epoch("us")
     t_min, t_max = (times.min(), times.max()) if frame.height else (0, 0)
-    windows = [table[c].max() or 0 for c in ("att_window_us", "flat_suspect_us", "flat_fail_us")]
-    stride = t_max - t_min + math.ceil(max(windows)) + 1
+    stride = t_max - t_min + int(table["att_window_us"].max() or 0) + 1
     if table.height * stride >= 2**62:
         raise ValueError("readings span too long a time for one batch; split them by time or sensor")
 
@@ -477,15 +483,17 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
         .with_columns(_dtp=t - pl.col("_pt"), _dtn=pl.col("_nt") - t)
         .with_columns(
             _near_prev=pl.col("_dtp") <= pl.col("_limit"),
-            _flat_start=pl.when(
-                pl.col("_pt").is_null()
-                | (pl.col("_dtp") > pl.col("_limit"))
-                | ((x - pl.col("_px")).abs() > per_row("flat_tolerance") + FLAT_SLACK)
-            )
-            .then(t)
-            .forward_fill(),  # each sensor's first valid reading starts a run
+            # a stretch begins at each sensor's first valid reading, after a gap, and at a step
+            # larger than the tolerance (no window that holds it is flat)
+            _breaks=pl.col("_pt").is_null()
+            | (pl.col("_dtp") > pl.col("_limit"))
+            | ((x - pl.col("_px")).abs() > per_row("flat_tolerance") + FLAT_SLACK),
         )
     )
+    if (table["flat_tolerance"].fill_null(0.0) > 0).any():
+        steps = steps.with_columns(_flat_start=_flat_starts_within_tolerance(per_row("flat_tolerance")))
+    else:  # tolerance 0: the stretch is flat from its first reading on
+        steps = steps.with_columns(_flat_start=pl.when("_breaks").then(t).forward_fill())
     steps = _with_attenuation(steps, per_row)
 
     month_index = r * 12 + pl.col("observed_at").dt.month().cast(pl.Int64) - 1
@@ -502,7 +510,6 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
     )
     rate = (x - pl.col("_px")).abs() * US_PER_MINUTE / pl.col("_dtp")
     flat_for = t - pl.col("_flat_start")
-    within = _flat_within_tolerance(table, per_row)
     gap_for = pl.col("_dtp") > pl.col("_limit")
     std = pl.col("_std")
     pinned = (
@@ -539,8 +546,8 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
         "qc_flat_line": _flag(
             missing,
             per_row("flat_suspect_us").is_not_null(),
-            (flat_for >= per_row("flat_fail_us")) & within("flat_fail_us"),
-            (flat_for >= per_row("flat_suspect_us")) & within("flat_suspect_us"),
+            flat_for >= per_row("flat_fail_us"),
+            flat_for >= per_row("flat_suspect_us"),
         ),
         "qc_gap": _flag(
             missing,
@@ -575,33 +582,62 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
     )
 
 
-def _flat_within_tolerance(table: pl.DataFrame, per_row: Any) -> Any:
-    """For a flat-line tier (`flat_suspect_us` or `flat_fail_us`): an expression true where every
-    valid reading in the trailing window [t - duration, t] lies within `flat_tolerance` of every
-    other (rolling max - rolling min), as the QARTOD manual compares them.
+def _flat_starts_within_tolerance(tolerance: pl.Expr) -> pl.Expr:
+    """`_flat_start` where a tolerance is above 0: the time of the earliest reading from which on
+    every valid reading up to this one lies within the tolerance of every other (max - min), in the
+    stretch `_breaks` began. With tolerance 0 that is the stretch's first reading."""
 
-    `_flat_start` already ends a stretch at a gap or at a step larger than the tolerance (no window
-    holding such a step is flat); with tolerance 0 that is the whole test, so the rolling range is
-    computed only for sensors with a tolerance above 0, once per distinct window length. Windows run
-    over the (sensor, time) key, which never reaches into another sensor.
-    """
-    loose = table.filter(pl.col("flat_tolerance") > 0)
+    def run(columns: pl.Series) -> pl.Series:
+        parts = columns.struct.unnest()
+        starts = flat_starts(
+            parts["_x"].fill_null(np.nan).to_numpy(),
+            parts["_t"].to_numpy(),
+            parts["_breaks"].fill_null(False).to_numpy(),
+            parts["_tol"].fill_null(0.0).to_numpy() + FLAT_SLACK,
+        )
+        return pl.Series(starts)
 
-    def within(tier: str) -> pl.Expr:
-        durations = sorted({int(d) for d in loose[tier].drop_nulls()})
-        if not durations:
-            return pl.lit(True)
-        x, key, duration = pl.col("_x"), pl.col("_key"), per_row(tier)
-        spread = pl.lit(None, pl.Float64)
-        for window in durations:
-            span = x.rolling_max_by(key, f"{window}i", closed="both") - x.rolling_min_by(
-                key, f"{window}i", closed="both"
-            )
-            spread = pl.when(duration == window).then(span).otherwise(spread)
-        tolerance = per_row("flat_tolerance")
-        return (tolerance <= 0) | (spread <= tolerance + FLAT_SLACK).fill_null(False)
+    columns = pl.struct("_x", "_t", "_breaks", _tol=tolerance)
+    return columns.map_batches(run, return_dtype=pl.Int64)
 
-    return within
+
+@njit(nogil=True, cache=True)
+def flat_starts(x, t, breaks, tolerance):  # noqa: ANN001, ANN201
+    """Per row, the time of the earliest reading j of its stretch such that max - min of the valid
+    readings j..i is at most `tolerance[i]` (NaN values are missing and skipped; a row with
+    `breaks` starts a new stretch). Two pointers with monotonic queues of the window's maximum and
+    minimum: each reading enters and leaves each queue once, so O(n) whatever the windows."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    high = np.empty(n, dtype=np.int64)  # indices of decreasing values: the window's maximum first
+    low = np.empty(n, dtype=np.int64)  # indices of increasing values: the window's minimum first
+    h0 = h1 = l0 = l1 = 0
+    first = 0  # the window's first row
+    for i in range(n):
+        if np.isnan(x[i]):
+            out[i] = t[first] if i > 0 else t[i]
+            continue
+        if breaks[i]:
+            h0 = h1 = l0 = l1 = 0
+            first = i
+        while h1 > h0 and x[high[h1 - 1]] <= x[i]:
+            h1 -= 1
+        high[h1] = i
+        h1 += 1
+        while l1 > l0 and x[low[l1 - 1]] >= x[i]:
+            l1 -= 1
+        low[l1] = i
+        l1 += 1
+        while x[high[h0]] - x[low[l0]] > tolerance[i]:
+            first += 1  # the window gives up its first row until what is left is flat
+            while high[h0] < first:
+                h0 += 1
+            while low[l0] < first:
+                l0 += 1
+        while np.isnan(x[first]):
+            first += 1
+        out[i] = t[first]
+    return out
 
 
 def _with_attenuation(steps: pl.LazyFrame, per_row: Any) -> pl.LazyFrame:
