@@ -326,3 +326,28 @@ def test_pinned_readings_at_the_instrument_limits_fail_where_the_reference_knows
     assert set(np.asarray(reference)) == {1}  # QARTOD's gross range alone passes them
     inside = flagged.filter(pl.col("value").is_not_null() & ~pl.col("sensor_id").is_in(["Tp", "Cl", "Fm"]))
     assert inside.filter(pl.col("qc_gross_range") == 4).height == at_ends.height
+
+
+def test_where_the_conventions_differ_each_is_as_the_module_docstring_says():
+    sensors, config = one_sensor("ph", **PH)
+    values = [7.2] * 40
+    stamps = np.array([np.datetime64("2026-01-15T00:00") + np.timedelta64(m, "m") for m in range(40)])
+    ours = qc_flags(series(values), sensors, config)
+    # flat line: ioos_qc's tolerance is exclusive, so 0 never flags; Waterline's 0 means equal
+    assert set(np.asarray(qartod.flat_line_test(values, stamps, 600, 1800, 0))) == {1}
+    assert ours["qc_flat_line"].to_list() == [1] * 10 + [3] * 20 + [4] * 10
+    # rate of change: the first reading has nothing to compare with
+    assert np.asarray(qartod.rate_of_change_test(values, stamps, 0.05 / 60))[0] == 1
+    assert ours["qc_rate_of_change"][0] == NOT_EVALUATED
+    # gap: the first reading; and the flag after a gap is configurable (3 by default, 4 here)
+    assert np.asarray(qartod.time_gap_test(stamps, fail_span=5 / 60))[0] == 1
+    assert ours["qc_gap"][0] == NOT_EVALUATED
+    default_gap = QcConfig.model_validate(
+        {**config.model_dump(), "parameters": {"ph": {**PH, "gap": {"max_intervals": 5}}}}
+    )
+    gapped = qc_flags(series([7.2, 7.21, 7.22], [0, 1, 10]), sensors, default_gap)
+    assert gapped["qc_gap"].to_list() == [2, 1, 3]
+    # missing readings: ioos_qc's neighbours of a hole are 2, Waterline's look past it
+    holed = [7.2, 7.21, None, 7.22, 7.2]
+    assert np.asarray(qartod.spike_test(np.array(holed, dtype=float), 0.1, 0.5))[[1, 3]].tolist() == [2, 2]
+    assert qc_flags(series(holed), sensors, config)["qc_spike"].to_list() == [2, 1, 9, 1, 2]
