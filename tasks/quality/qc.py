@@ -14,6 +14,11 @@ Time-aware windows use `observed_at`, not row counts: a gap breaks spike, rate-o
 flat-line neighbourhoods, and the attenuated-signal window is a stretch of time whose length may
 differ between sensors (cumulative sums over a (sensor, time) key, bounded by `search_sorted`).
 Missing readings (null, NaN, infinite) get 9 from every test and are invisible to their neighbours.
+A flat line with a tolerance above 0 needs the start of each reading's flat stretch (every reading
+since within the tolerance of every other): one compiled pass (`flat_starts`), run only when a
+sensor of the batch has such a tolerance. Each sensor's expected interval and instrument range
+come from its registry entry where `sensors` has them (`interval_seconds`, `valid_min`,
+`valid_max`); `flag_long_frame` flags a frame that has no registry.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import polars as pl
 import yaml
+from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.parameters import catalog
@@ -45,6 +52,13 @@ US_PER_MINUTE = 60_000_000
 PROFILE_BATCH_READINGS = 100_000  # see qc_flags
 
 Span = tuple[float, float]
+OpenSpan = tuple[float | None, float | None]
+# A reading this close to an instrument end (relative, at least absolute) counts as at the end:
+# unit conversion (mS/cm -> uS/cm) may leave a pinned 2.5 as 2500.0000000001.
+PIN_CLOSENESS = 1e-9
+# Flat-line comparisons allow this much float noise: 8.24 - 8.23 is 0.0100000000000016, no more
+# than a tolerance of 0.01, and 0 means equal to within it.
+FLAT_SLACK = 1e-9
 
 
 class _Settings(BaseModel):
@@ -62,9 +76,25 @@ def _check_tiers(suspect: float, fail: float | None, fail_is_lower: bool = False
         raise ValueError(f"the fail threshold {fail} is {side} the suspect threshold {suspect}")
 
 
+class Pinned(_Settings):
+    """Readings at or beyond an end of the instrument's measuring range fail: a sensor pinned at its
+    limit (pH 4, conductivity 0 or 2500) reports its range, not the water."""
+
+    # The instrument's range; a null end (or no span) is the sensor's registry range end
+    # (`valid_min` / `valid_max`) where that differs from the catalog's physical limit.
+    span: OpenSpan | None = None
+
+    @model_validator(mode="after")
+    def _span_ordered(self) -> Pinned:
+        if self.span and None not in self.span:
+            _check_span(self.span, "pinned span")  # type: ignore[arg-type]
+        return self
+
+
 class GrossRange(_Settings):
     fail_span: Span | None = None  # default: the parameter's physical range from the catalog
     suspect_span: Span | None = None
+    pinned: Pinned | None = None
 
     @model_validator(mode="after")
     def _spans_nest(self) -> GrossRange:
@@ -195,14 +225,33 @@ class QcConfig(_Settings):
         """SHA-256 of the configuration's content: tells two files apart that kept one version."""
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()
 
-    def for_sensor(self, sensor_id: str | None, parameter: str) -> SensorQc:
-        """The settings of one sensor: defaults, then its parameter, then its own overrides."""
+    def for_sensor(
+        self,
+        sensor_id: str | None,
+        parameter: str,
+        interval_seconds: float | None = None,
+        valid_range: OpenSpan = (None, None),
+    ) -> SensorQc:
+        """The settings of one sensor: defaults, then its parameter, then what the registry says of
+        the sensor (its cadence `interval_seconds` as the expected interval, its `valid_range` as
+        the pinned test's instrument range), then its own overrides in `sensors`."""
         layers = merged(self.defaults, self.parameters.get(parameter, {}))
+        if interval_seconds:
+            layers["expected_interval_seconds"] = float(interval_seconds)
         layers = merged(layers, self.sensors.get(sensor_id, {}) if sensor_id else {})
         gross = layers.get("gross_range")
-        if isinstance(gross, Mapping) and gross.get("fail_span") is None and parameter in catalog():
-            physical = catalog()[parameter]
-            layers["gross_range"] = {**gross, "fail_span": [physical.min, physical.max]}
+        if isinstance(gross, Mapping):
+            physical = catalog().get(parameter)
+            if gross.get("fail_span") is None and physical is not None:
+                gross = {**gross, "fail_span": [physical.min, physical.max]}
+            if isinstance(pinned := gross.get("pinned"), Mapping):
+                span = list(pinned.get("span") or (None, None))
+                limits = (physical.min, physical.max) if physical else (None, None)
+                for end in (0, 1):  # a catalog limit filled in by the registry is no instrument's
+                    if span[end] is None and valid_range[end] is not None and valid_range[end] != limits[end]:
+                        span[end] = valid_range[end]
+                gross = {**gross, "pinned": {**pinned, "span": span}}
+            layers["gross_range"] = gross
         try:
             return SensorQc.model_validate(layers)
         except ValidationError as exc:
@@ -223,6 +272,7 @@ def load_qc_config(path: Path | None = None) -> QcConfig:
 # One row per sensor of the thresholds it runs with; null where a test is off.
 THRESHOLD_SCHEMA = {
     "fail_lo": pl.Float64, "fail_hi": pl.Float64, "suspect_lo": pl.Float64, "suspect_hi": pl.Float64,
+    "pin_lo": pl.Float64, "pin_hi": pl.Float64,
     "clim_lo": pl.List(pl.Float64), "clim_hi": pl.List(pl.Float64),
     "spike_suspect": pl.Float64, "spike_fail": pl.Float64, "spike_average": pl.Boolean,
     "roc_suspect": pl.Float64, "roc_fail": pl.Float64,
@@ -242,6 +292,10 @@ def thresholds(settings: SensorQc | None) -> dict[str, Any]:
     if (gross := settings.gross_range) is not None:
         row["fail_lo"], row["fail_hi"] = gross.fail_span or (None, None)
         row["suspect_lo"], row["suspect_hi"] = gross.suspect_span or (None, None)
+        low, high = gross.pinned.span or (None, None) if gross.pinned else (None, None)
+        # at or beyond an end, within PIN_CLOSENESS of it
+        row["pin_lo"] = None if low is None else low + PIN_CLOSENESS * max(1.0, abs(low))
+        row["pin_hi"] = None if high is None else high - PIN_CLOSENESS * max(1.0, abs(high))
     for period in settings.climatology or []:
         for month in period.months:
             row["clim_lo"][month - 1], row["clim_hi"][month - 1] = period.suspect_span
@@ -264,12 +318,22 @@ def thresholds(settings: SensorQc | None) -> dict[str, Any]:
     return row
 
 
+REGISTRY_COLUMNS = {"interval_seconds": pl.Float64, "valid_min": pl.Float64, "valid_max": pl.Float64}
+PROFILE_KEY = ["parameter", "override", *REGISTRY_COLUMNS]
+
+
 def sensor_thresholds(sensor_ids: pl.Series, sensors: pl.DataFrame, config: QcConfig) -> pl.DataFrame:
     """THRESHOLD_SCHEMA for each of `sensor_ids`, in order; a sensor not in `sensors` runs no test.
 
-    Settings are merged once per distinct (parameter, overridden sensor), not once per sensor.
+    `sensors` has `sensor_id` and `parameter`, and may have the registry's `interval_seconds`,
+    `valid_min` and `valid_max` (see `QcConfig.for_sensor`). Settings are merged once per distinct
+    (parameter, overridden sensor, registry values), not once per sensor.
     """
-    known = sensors.lazy().select("sensor_id", "parameter").unique("sensor_id").collect()
+    registry = [
+        (pl.col(c) if c in sensors.columns else pl.lit(None)).cast(t).alias(c)
+        for c, t in REGISTRY_COLUMNS.items()
+    ]
+    known = sensors.lazy().select("sensor_id", "parameter", *registry).unique("sensor_id").collect()
     keyed = (
         sensor_ids.cast(pl.String)
         .to_frame("sensor_id")
@@ -278,14 +342,16 @@ def sensor_thresholds(sensor_ids: pl.Series, sensors: pl.DataFrame, config: QcCo
             override=pl.when(pl.col("sensor_id").is_in(list(config.sensors))).then(pl.col("sensor_id"))
         )
     )
-    profiles = keyed.select("parameter", "override").unique()
+    profiles = keyed.select(PROFILE_KEY).unique()
     rows = [
-        thresholds(None if parameter is None else config.for_sensor(override, parameter))
-        for parameter, override in profiles.iter_rows()
+        thresholds(
+            None if parameter is None else config.for_sensor(override, parameter, interval, (low, high))
+        )
+        for parameter, override, interval, low, high in profiles.iter_rows()
     ]
     table = pl.concat([profiles, pl.DataFrame(rows, schema=THRESHOLD_SCHEMA)], how="horizontal")
-    on = ["parameter", "override"]
-    return keyed.join(table, on=on, how="left", nulls_equal=True, maintain_order="left")
+    joined = keyed.join(table, on=PROFILE_KEY, how="left", nulls_equal=True, maintain_order="left")
+    return joined.drop(*REGISTRY_COLUMNS)
 
 
 def _flag(missing: pl.Expr, runs: pl.Expr, fail: pl.Expr, suspect: pl.Expr) -> pl.Expr:
@@ -337,7 +403,8 @@ def qc_flags(
     starts = frame.with_row_index("offset").filter(first).select("sensor_id", "offset")
     table = sensor_thresholds(starts["sensor_id"], sensors, config)
     rows = starts["offset"].shift(-1, fill_value=frame.height) - starts["offset"]
-    profiles = table.select(pl.struct("parameter", "override").rank("dense"))[:, 0]
+    scalars = [name for name, dtype in THRESHOLD_SCHEMA.items() if not isinstance(dtype, pl.List)]
+    profiles = table.select(pl.struct("parameter", "override", *scalars).rank("dense"))[:, 0]
     parts, sensor, batch_rows = [], 0, 0  # a loop over whole sensors: each batch is a slice
     for k, (count, profile) in enumerate(zip(rows, profiles, strict=True)):
         full = batch_rows + count > batch_readings
@@ -416,15 +483,17 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
         .with_columns(_dtp=t - pl.col("_pt"), _dtn=pl.col("_nt") - t)
         .with_columns(
             _near_prev=pl.col("_dtp") <= pl.col("_limit"),
-            _flat_start=pl.when(
-                pl.col("_pt").is_null()
-                | (pl.col("_dtp") > pl.col("_limit"))
-                | ((x - pl.col("_px")).abs() > per_row("flat_tolerance"))
-            )
-            .then(t)
-            .forward_fill(),  # each sensor's first valid reading starts a run
+            # a stretch begins at each sensor's first valid reading, after a gap, and at a step
+            # larger than the tolerance (no window that holds it is flat)
+            _breaks=pl.col("_pt").is_null()
+            | (pl.col("_dtp") > pl.col("_limit"))
+            | ((x - pl.col("_px")).abs() > per_row("flat_tolerance") + FLAT_SLACK),
         )
     )
+    if (table["flat_tolerance"].fill_null(0.0) > 0).any():
+        steps = steps.with_columns(_flat_start=_flat_starts_within_tolerance(per_row("flat_tolerance")))
+    else:  # tolerance 0: the stretch is flat from its first reading on
+        steps = steps.with_columns(_flat_start=pl.when("_breaks").then(t).forward_fill())
     steps = _with_attenuation(steps, per_row)
 
     month_index = r * 12 + pl.col("observed_at").dt.month().cast(pl.Int64) - 1
@@ -443,11 +512,18 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
     flat_for = t - pl.col("_flat_start")
     gap_for = pl.col("_dtp") > pl.col("_limit")
     std = pl.col("_std")
+    pinned = (
+        pl.lit(False)
+        if table["pin_lo"].is_null().all() and table["pin_hi"].is_null().all()
+        else (x <= per_row("pin_lo")).fill_null(False) | (x >= per_row("pin_hi")).fill_null(False)
+    )
     tests = {
         "qc_gross_range": _flag(
             missing,
-            per_row("fail_lo").is_not_null() | per_row("suspect_lo").is_not_null(),
-            (x < per_row("fail_lo")) | (x > per_row("fail_hi")),
+            pl.any_horizontal(
+                [per_row(e).is_not_null() for e in ("fail_lo", "suspect_lo", "pin_lo", "pin_hi")]
+            ),
+            (x < per_row("fail_lo")) | (x > per_row("fail_hi")) | pinned,
             (x < per_row("suspect_lo")) | (x > per_row("suspect_hi")),
         ),
         "qc_climatology": _flag(missing, clim_lo.is_not_null(), pl.lit(False), (x < clim_lo) | (x > clim_hi))
@@ -506,6 +582,64 @@ def flag_sorted(frame: pl.DataFrame, table: pl.DataFrame, version: str) -> pl.Da
     )
 
 
+def _flat_starts_within_tolerance(tolerance: pl.Expr) -> pl.Expr:
+    """`_flat_start` where a tolerance is above 0: the time of the earliest reading from which on
+    every valid reading up to this one lies within the tolerance of every other (max - min), in the
+    stretch `_breaks` began. With tolerance 0 that is the stretch's first reading."""
+
+    def run(columns: pl.Series) -> pl.Series:
+        parts = columns.struct.unnest()
+        starts = flat_starts(
+            parts["_x"].fill_null(np.nan).to_numpy(),
+            parts["_t"].to_numpy(),
+            parts["_breaks"].fill_null(False).to_numpy(),
+            parts["_tol"].fill_null(0.0).to_numpy() + FLAT_SLACK,
+        )
+        return pl.Series(starts)
+
+    columns = pl.struct("_x", "_t", "_breaks", _tol=tolerance)
+    return columns.map_batches(run, return_dtype=pl.Int64)
+
+
+@njit(nogil=True, cache=True)
+def flat_starts(x, t, breaks, tolerance):  # noqa: ANN001, ANN201
+    """Per row, the time of the earliest reading j of its stretch such that max - min of the valid
+    readings j..i is at most `tolerance[i]` (NaN values are missing and skipped; a row with
+    `breaks` starts a new stretch). Two pointers with monotonic queues of the window's maximum and
+    minimum: each reading enters and leaves each queue once, so O(n) whatever the windows."""
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    high = np.empty(n, dtype=np.int64)  # indices of decreasing values: the window's maximum first
+    low = np.empty(n, dtype=np.int64)  # indices of increasing values: the window's minimum first
+    h0 = h1 = l0 = l1 = 0
+    first = 0  # the window's first row
+    for i in range(n):
+        if np.isnan(x[i]):
+            out[i] = t[first] if i > 0 else t[i]
+            continue
+        if breaks[i]:
+            h0 = h1 = l0 = l1 = 0
+            first = i
+        while h1 > h0 and x[high[h1 - 1]] <= x[i]:
+            h1 -= 1
+        high[h1] = i
+        h1 += 1
+        while l1 > l0 and x[low[l1 - 1]] >= x[i]:
+            l1 -= 1
+        low[l1] = i
+        l1 += 1
+        while x[high[h0]] - x[low[l0]] > tolerance[i]:
+            first += 1  # the window gives up its first row until what is left is flat
+            while high[h0] < first:
+                h0 += 1
+            while low[l0] < first:
+                l0 += 1
+        while np.isnan(x[first]):
+            first += 1
+        out[i] = t[first]
+    return out
+
+
 def _with_attenuation(steps: pl.LazyFrame, per_row: Any) -> pl.LazyFrame:
     """`_n` and `_std` (ddof 0) of the valid readings in each row's trailing window (t - w, t].
 
@@ -549,3 +683,51 @@ def _rounded_near(std: pl.Expr, thresholds: list[pl.Expr]) -> pl.Expr:
     rows = near.cum_sum().cast(pl.Int64) - 1
     rounded = std.filter(near).round_sig_figs(6).append(pl.lit(0.0)).gather(rows.clip(0))
     return pl.when(near).then(rounded).otherwise(std)
+
+
+def flag_long_frame(
+    readings: pl.LazyFrame | pl.DataFrame,
+    ranges: Mapping[str, OpenSpan] | None = None,
+    interval_seconds: Mapping[str, float] | None = None,
+    config: QcConfig | None = None,
+) -> pl.DataFrame:
+    """`qc_flags` of a long frame that names each reading's parameter itself, with no registry.
+
+    `readings` has `sensor_id`, `observed_at` (UTC), `value` and `parameter`. `ranges` gives per
+    sensor id its instrument's range `(low, high)`: a reading at or beyond an end fails (gross range,
+    pinned); an end given as None keeps the configuration's (conductivity's 0, for instance).
+    `interval_seconds` gives per sensor id its cadence; a sensor without one is taken to report at
+    the median step between its readings. Returns the readings with `FLAG_COLUMNS`, `qc_flag`,
+    `qc_tests` and `qc_config_version`, sorted by (sensor_id, observed_at).
+    """
+    config = config or load_qc_config()
+    frame = readings.lazy().collect() if isinstance(readings, pl.LazyFrame) else readings
+    given = pl.DataFrame(
+        {"sensor_id": list(interval_seconds or {}), "given": list((interval_seconds or {}).values())},
+        schema={"sensor_id": pl.String, "given": pl.Float64},
+    )
+    sensors = (
+        frame.lazy()
+        .group_by("sensor_id")
+        .agg(
+            pl.col("parameter").first(),
+            median=pl.col("observed_at").sort().diff().median().dt.total_microseconds() / 1e6,
+        )
+        .join(given.lazy(), on="sensor_id", how="left")
+        .select("sensor_id", "parameter", interval_seconds=pl.coalesce("given", "median"))
+        .collect()
+    )
+    if ranges:
+        parameters = dict(sensors.select("sensor_id", "parameter").iter_rows())
+        overrides = dict(config.sensors)
+        for sensor_id, span in ranges.items():
+            if sensor_id not in parameters:
+                continue
+            gross = config.for_sensor(sensor_id, parameters[sensor_id]).gross_range
+            configured = gross.pinned.span if gross and gross.pinned and gross.pinned.span else (None, None)
+            ends = [given if given is not None else end for given, end in zip(span, configured, strict=True)]
+            overrides[sensor_id] = merged(
+                overrides.get(sensor_id, {}), {"gross_range": {"pinned": {"span": ends}}}
+            )
+        config = QcConfig.model_validate({**config.model_dump(), "sensors": overrides})
+    return qc_flags(frame, sensors, config)

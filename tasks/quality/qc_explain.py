@@ -1,7 +1,8 @@
 """Why a reading has its QC flag: each test's flag, the settings it ran with, and the run it came from.
 
 `waterline qc show SENSOR --at TIME` prints this. The settings are those of the configuration
-stored with the run (`qc_runs.config_json`), merged for the sensor exactly as the run merged them,
+stored with the run (`qc_runs.config_json`), merged for the sensor exactly as the run merged them
+(with the sensor's registry cadence and range as they are now),
 so a flag can be explained after `qc.yaml` has changed; rerunning the day
 (`waterline run nightly --day YYYY-MM-DD`) judges it again with the current configuration.
 """
@@ -44,9 +45,17 @@ def settings_text(settings: object) -> str:
     if isinstance(settings, list):  # climatology periods
         return "; ".join(settings_text(period) for period in settings)
     dumped = settings.model_dump(exclude_none=True)  # type: ignore[attr-defined]
-    return ", ".join(
-        f"{key}={list(value) if isinstance(value, tuple) else value}" for key, value in dumped.items()
-    )
+    return ", ".join(f"{key}={_value_text(value)}" for key, value in dumped.items())
+
+
+def _value_text(value: object) -> str:
+    """A setting's value; the pinned rule as its instrument range, an open end as `none`."""
+    if isinstance(value, dict) and set(value) <= {"span"}:
+        span = value.get("span") or (None, None)
+        if span[0] is None and span[1] is None:
+            return "no instrument range"
+        return "[" + ", ".join("none" if end is None else str(end) for end in span) + "]"
+    return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def explain_reading(
@@ -64,6 +73,9 @@ def explain_reading(
             Reading.qc_flag,
             Sensor.parameter,
             Sensor.unit,
+            Sensor.interval_seconds,
+            Sensor.valid_min,
+            Sensor.valid_max,
             Municipality.timezone,
             *(getattr(ReadingQc, name) for name in FLAG_COLUMNS),
             ReadingQc.qc_tests,
@@ -90,8 +102,11 @@ def explain_reading(
         raise ValueError(f"sensor {sensor_id!r} has no reading at or before {at.isoformat()}{where}")
     day = row.day or _local_day(row.observed_at, row.timezone)
     judged = row.qc_run_id is not None
+    registry = (row.interval_seconds, (row.valid_min, row.valid_max))
     settings = (
-        QcConfig.model_validate(row.config_json).for_sensor(row.sensor_id, row.parameter) if judged else None
+        QcConfig.model_validate(row.config_json).for_sensor(row.sensor_id, row.parameter, *registry)
+        if judged
+        else None
     )
     tests = [
         {

@@ -318,7 +318,11 @@ def test_qc_show_explains_a_flag_with_each_test_its_settings_and_the_run(towns):
     assert found["next"] == {"observed_at": _at(10) + timedelta(minutes=1), "value": 7.05}
     tests = {t["test"]: (t["flag"], t["settings"]) for t in found["tests"]}
     assert tests["spike"] == (4, "suspect=0.3, fail=1.0, method=differential")
-    assert tests["gross_range"] == (1, "fail_span=[0.0, 14.0], suspect_span=[6.5, 9.5]")
+    # the registry gives these sensors the catalog's range, so the pinned rule has no instrument end
+    assert tests["gross_range"] == (
+        1,
+        "fail_span=[0.0, 14.0], suspect_span=[6.5, 9.5], pinned=no instrument range",
+    )
     assert tests["climatology"] == (2, "off")
     assert found["run"]["config_sha256"] == config.digest and found["run"]["is_current_config"]
 
@@ -377,3 +381,23 @@ def test_late_and_revised_readings_of_earlier_days_are_judged_the_next_night(tow
     assert again["details"]["late_flag_changed"] >= 1  # the spike is gone: that reading is good now
     spike = _read(READINGS).filter(pl.col("sensor_id") == "rv-ph-1", pl.col("observed_at") == _at(10))
     assert spike["qc_flag"].to_list() == [1]
+
+
+def test_readings_pinned_at_the_registry_range_fail_and_the_explanation_names_the_range(towns):
+    from tasks.models import Sensor
+    from tasks.quality.qc_explain import explain_reading
+
+    with begin() as conn:  # rv-ph-3's instrument measures 4 to 10; it sits at 4 from 14:00 to 14:30
+        conn.execute(update(Sensor).where(Sensor.id == "rv-ph-3").values(valid_min=4.0, valid_max=10.0))
+        pinned = (Reading.sensor_id == "rv-ph-3") & Reading.observed_at.between(_at(14), _at(14.5))
+        conn.execute(update(Reading).where(pinned).values(value=4.0))
+
+    flag_readings.fn("riverton", DAY, late=0)
+
+    held = _minutes(_at(14), _at(14.5) + timedelta(minutes=1))
+    assert _flags("rv-ph-3", 4) == held  # each one, the first as much as the last: not suspect
+    with begin() as conn:
+        found = explain_reading(conn, "rv-ph-3", _at(14.25))
+    tests = {t["test"]: (t["flag"], t["settings"]) for t in found["tests"]}
+    assert tests["gross_range"] == (4, "fail_span=[0.0, 14.0], suspect_span=[6.5, 9.5], pinned=[4.0, 10.0]")
+    assert found["qc_tests"].startswith("gross_range")

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from tasks.quality.qc import FLAG_COLUMNS, QcConfig, load_qc_config, qc_flags
+from tasks.quality.qc import FLAG_COLUMNS, QcConfig, flag_long_frame, load_qc_config, qc_flags
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 CONFIG = QcConfig.model_validate(
@@ -291,3 +291,119 @@ def test_an_override_that_breaks_the_merged_settings_is_refused_when_used():
     )
     with pytest.raises(ValueError, match="sensor 'ph-1'"):
         qc_flags(readings([7.0]), SENSORS, config)
+
+
+TOLERANT = QcConfig.model_validate(
+    {
+        "version": "tolerant",
+        "defaults": {"gap": {"max_intervals": 5}},
+        "parameters": {"ph": {"flat_line": {"tolerance": 0.01, "suspect_minutes": 60, "fail_minutes": 240}}},
+    }
+)
+
+
+def test_a_slow_ramp_within_the_tolerance_from_minute_to_minute_is_no_flat_line():
+    ramp = [7.0 + 0.03 * i / 60 for i in range(600)]  # 0.03 pH an hour: 0.0005 a minute
+    out = qc_flags(readings(ramp), SENSORS, TOLERANT)
+    assert set(out["qc_flat_line"]) == {1}
+
+
+def test_a_flat_line_within_the_tolerance_is_suspect_after_the_suspect_time_and_fails_after_the_fail_time():
+    values = wobble(30) + [7.2 + 0.004 * (i % 3) for i in range(300)]  # moves, but never by 0.01
+    out = qc_flags(readings(values), SENSORS, TOLERANT)["qc_flat_line"].to_list()
+    assert out == [1] * 30 + [1] * 60 + [3] * 180 + [4] * 60  # an hour after it went flat, then four
+
+
+def test_a_flat_line_window_never_reaches_across_a_gap_or_into_another_sensor():
+    values = [7.2] * 100
+    minutes = list(range(70)) + [m + 20 for m in range(70, 100)]  # 21 minutes without a reading
+    out = qc_flags(readings(values, minutes=minutes), SENSORS, TOLERANT)["qc_flat_line"].to_list()
+    assert out == [1] * 60 + [3] * 10 + [1] * 30  # flat for an hour at minute 60; the count restarts
+    ramp = readings([7.0 + 0.03 * i / 60 for i in range(100)], "ph-1")
+    flat = readings([7.0] * 100, "ph-2")
+    both = qc_flags(pl.concat([ramp, flat]), SENSORS, TOLERANT)
+    assert both.filter(pl.col("sensor_id") == "ph-1")["qc_flat_line"].unique().to_list() == [1]
+    assert both.filter(pl.col("sensor_id") == "ph-2")["qc_flat_line"].to_list() == [1] * 60 + [3] * 40
+
+
+def with_registry(
+    valid_min: float | None, valid_max: float | None, interval: int | None = 60
+) -> pl.DataFrame:
+    return SENSORS.with_columns(
+        valid_min=pl.lit(valid_min, pl.Float64),
+        valid_max=pl.lit(valid_max, pl.Float64),
+        interval_seconds=pl.lit(interval, pl.Int64),
+    )
+
+
+PINNED = CONFIG.model_copy(update={"defaults": {**CONFIG.defaults, "gross_range": {"pinned": {}}}})
+
+
+def test_readings_at_the_ends_of_the_registry_range_fail_alone_or_held():
+    values = wobble(5) + [4.0] * 30 + [4.01, 10.0, 7.0]
+    out = qc_flags(readings(values), with_registry(4.0, 10.0), PINNED)
+    assert out["qc_gross_range"].to_list() == [1] * 5 + [4] * 30 + [3, 4, 1]  # 4.01 is only outside 6.5-9.5
+    assert out["qc_flag"].to_list()[5:35] == [4] * 30  # from the first pinned reading, not after an hour
+    conductivity = pl.DataFrame({"sensor_id": ["ph-1"], "parameter": ["conductivity"], "valid_max": [2500.0]})
+    out = qc_flags(readings([2500.0000000001, 2499.9, 2500.0]), conductivity, PINNED)
+    assert out["qc_gross_range"].to_list() == [4, 1, 4]  # a unit conversion's rounding is at the end
+
+
+def test_a_registry_range_that_is_the_catalog_range_pins_nothing_and_the_configuration_can_set_one():
+    at_catalog_ends = readings([0.0, 7.0, 14.0])
+    out = qc_flags(at_catalog_ends, with_registry(0.0, 14.0), PINNED)
+    assert out["qc_gross_range"].to_list() == [3, 1, 3]  # outside the suspect span only
+    spanned = QcConfig.model_validate(
+        {**PINNED.model_dump(), "sensors": {"ph-1": {"gross_range": {"pinned": {"span": [None, 9.0]}}}}}
+    )
+    assert qc_flags(readings([9.0, 8.9]), with_registry(4.0, None), spanned)["qc_gross_range"].to_list() == [
+        4,
+        1,
+    ]
+    assert qc_flags(readings([4.0]), with_registry(4.0, None), spanned)["qc_gross_range"].to_list() == [4]
+    off = QcConfig.model_validate(
+        {**spanned.model_dump(), "sensors": {"ph-1": {"gross_range": {"pinned": None}}}}
+    )
+    assert qc_flags(readings([4.0]), with_registry(4.0, 10.0), off)["qc_gross_range"].to_list() == [3]
+
+
+def test_the_expected_interval_follows_the_sensor_cadence_in_the_registry():
+    every_15 = readings(wobble(8), minutes=[15 * i for i in range(8)])
+    out = qc_flags(every_15, with_registry(None, None, interval=900), CONFIG)
+    assert out["qc_gap"].to_list() == [2] + [1] * 7  # not a gap after every reading
+    assert out["qc_rate_of_change"].to_list() == [2] + [1] * 7  # neighbours within the gap limit
+    sixty = qc_flags(every_15, with_registry(None, None, interval=None), CONFIG)
+    assert sixty["qc_gap"].to_list() == [2] + [3] * 7  # the configuration's 60 seconds, as before
+    slow = CONFIG.model_copy(update={"sensors": {"ph-1": {"expected_interval_seconds": 60}}})
+    assert qc_flags(every_15, with_registry(None, None, interval=900), slow)["qc_gap"].to_list()[1] == 3
+
+
+def test_flag_long_frame_takes_instrument_ranges_and_cadences_per_column():
+    long = pl.concat(
+        [
+            readings([7.0, 4.0, 4.0, 7.1], "pH"),
+            readings([235.0, 0.0, 2500.0, 236.0], "Leit", minutes=[0, 15, 30, 45]),
+        ]
+    ).with_columns(parameter=pl.col("sensor_id").replace_strict({"pH": "ph", "Leit": "conductivity"}))
+    out = flag_long_frame(long, ranges={"pH": (4.0, None), "Leit": (None, 2500.0)})
+    assert out.select("sensor_id", "qc_gross_range").rows() == [
+        ("Leit", 1), ("Leit", 4), ("Leit", 4), ("Leit", 1),  # 0 by the shipped conductivity rule
+        ("pH", 1), ("pH", 4), ("pH", 4), ("pH", 1),
+    ]  # fmt: skip
+    assert out.filter(pl.col("sensor_id") == "Leit")["qc_gap"].to_list() == [2, 1, 1, 1]  # 15-minute cadence
+    assert out.columns[:4] == ["sensor_id", "observed_at", "value", "parameter"]
+
+
+def test_a_healthy_conductivity_signal_at_whole_microsiemens_passes_the_shipped_settings():
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    minutes = np.arange(3 * 1440)
+    daily = 235 + 4 * np.sin(2 * np.pi * minutes / 1440) + np.cumsum(rng.normal(0, 0.02, minutes.size))
+    values = np.round(daily + rng.normal(0, 0.2, minutes.size)).tolist()  # a 1 uS/cm display
+    frame = readings(values, "cond-1")
+    sensors = pl.DataFrame({"sensor_id": ["cond-1"], "parameter": ["conductivity"], "interval_seconds": [60]})
+    runs = frame.select(same=(pl.col("value") != pl.col("value").shift(1)).cum_sum()).group_by("same").len()
+    assert runs["len"].max() > 60  # it holds one value for more than an hour at a time: healthy all the same
+    out = qc_flags(frame, sensors, load_qc_config())
+    assert out["qc_flag"].to_list() == [1] * len(values)
