@@ -90,5 +90,7 @@ def hgb_probability(
     when the fit rows hold no labelled (or no unlabelled) row."""
     if labels[fit].all() or not labels[fit].any():
         return None
-    model = HistGradientBoostingClassifier(random_state=0).fit(features[fit], labels[fit])
-    return model.predict_proba(features[score])[:, 1]
+    # a feature no fit row has (a 5-minute std at a 15-minute cadence) cannot be binned: left out
+    known = ~np.isnan(features[fit]).all(axis=0)
+    model = HistGradientBoostingClassifier(random_state=0).fit(features[fit][:, known], labels[fit])
+    return model.predict_proba(features[score][:, known])[:, 1]
