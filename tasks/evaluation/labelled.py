@@ -199,6 +199,11 @@ def read_labelled(
         table, _, _ = read_table(path.read_bytes(), fmt, source.mapping.csv)
     except UnreadableFile as exc:
         raise ValueError(f"{path.name} cannot be read: {exc}") from None
+    if mapping is None:  # the built-in GECCO layout: the sensor columns the file has
+        present = {c: p for c, p in source.parameters.items() if c in table.columns}
+        if not present:
+            raise ValueError(f"{path.name} has none of the sensor columns {', '.join(source.parameters)}")
+        source = LabelledSource(gecco_mapping(present), present)
     time_column = source.mapping.time.column
     needed = [time_column] if intervals is not None else [time_column, *labels.columns]
     missing = [c for c in needed if c not in table.columns]
