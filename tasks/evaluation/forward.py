@@ -180,6 +180,13 @@ def split_alarms(rows: DetectorRows, split: Split) -> tuple[dict[str, np.ndarray
     chosen: dict = {"fit_rows": int(fit.sum()), "fit_events": event_count(labels[fit])}
 
     alarms["statistical_default"] = causal_alarm(rows.default_z, DEFAULT_CONFIG.threshold)[score]
+    if not labels[fit].any() or labels[fit].all():
+        unfitted = "not fitted: the fit part needs labelled and unlabelled rows"
+        for name in ("statistical_tuned", "learned", "zscore_baseline", "hgb_baseline"):
+            alarms[name] = None
+            chosen[name] = {"described": unfitted}
+        return alarms, chosen, score
+
     fit_part = rows.grid_alarms.filter(pl.Series(fit))
     label = pl.Series(labels[fit])
     f1 = fit_part.select(
@@ -192,18 +199,14 @@ def split_alarms(rows: DetectorRows, split: Split) -> tuple[dict[str, np.ndarray
     }
     alarms["statistical_tuned"] = rows.grid_alarms[f"a{best}"].to_numpy()[score]
 
-    if rows.learned is None:
-        alarms["learned"] = None
-    elif labels[fit].any() and not labels[fit].all():
+    alarms["learned"] = None
+    if rows.learned is not None:
         weeks = rows.table["week"].to_numpy()
         detector = fit_detector(rows.learned[fit], labels[fit], weeks[fit])
         p = detector.probability(rows.learned[score])
         post = detector.post
         alarms["learned"] = causal_alarm(p, post.threshold, post.min_run, post.hold)
         chosen["learned"] = {"described": detector.describe(), "f1_out_of_fold": detector.f1_out_of_fold}
-    else:
-        alarms["learned"] = None
-        chosen["learned"] = {"described": "not fitted: the fit part needs labelled and unlabelled rows"}
 
     threshold = baselines.choose_threshold(rows.zscore[fit], labels[fit])
     alarms["zscore_baseline"] = (np.nan_to_num(rows.zscore, nan=-np.inf) >= threshold)[score]
@@ -254,7 +257,9 @@ def evaluate_splits(rows: DetectorRows, splits: list[Split]) -> dict:
 
 def verdict(scores: dict) -> dict:
     """Per product detector: does it beat both baselines on point F1, and on events alarmed?"""
-    result = {}
+    result: dict = {}
+    if any(b not in scores for b in BASELINES):
+        return result  # a baseline not fitted: nothing to compare with
     for name in PRODUCT:
         if name not in scores:
             continue

@@ -63,18 +63,20 @@ def chosen_text(name: str, chosen: dict) -> str:
     """What each detector is and what was chosen for it on the fit part."""
     if name == "statistical_default":
         return "the shipped settings (mean z over 60 min, any sensor |z| >= 3), nothing chosen"
-    if name == "hgb_baseline":
+    if name == "hgb_baseline" and name not in chosen:
         return (
             "plain HistGradientBoostingClassifier (defaults, random_state=0) on value, first difference, "
             "5/15/60/240-min deviation from trailing mean and trailing std of every column; p > 0.5"
         )
-    if name == "zscore_baseline":
+    if name == "zscore_baseline" and "threshold" in chosen.get(name, {}):
         threshold = chosen["zscore_baseline"]["threshold"]
         return f"per-sensor z over the trailing 60 min, 2nd-largest |z| >= {threshold:g} (chosen on fit)"
     return chosen.get(name, {}).get("described", "-")
 
 
 def verdict_text(verdict: dict, detectors: dict) -> str:
+    if not verdict:
+        return "no comparison: a baseline could not be fitted"
     parts = []
     for name, result in verdict.items():
         f1, events = result["beats_baselines_on_f1"], result["beats_baselines_on_events"]

@@ -206,6 +206,8 @@ def evaluate(
     if not (times.min() < headline.fit_end and headline.score_start <= times.max()):
         raise ValueError("the split leaves no rows to fit on or none to score: choose another --split-at")
     forward = evaluate_splits(rows, [headline])
+    if forward["splits"][0]["chosen"]["fit_events"] == 0:
+        raise ValueError("the fit part holds no labelled event: choose a later --split-at")
     report: dict = {
         "file": str(path),
         "timezone": timezone,

@@ -4,7 +4,9 @@ plain errors."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
+import polars as pl
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -32,7 +34,15 @@ FAST = ["--no-synthetic", "--no-learned"]
 def test_evaluate_explains_itself():
     result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for option in ("--split-at", "--gap", "--folds", "--cross-validate", "--mapping", "--intervals", "--json"):
+    for option in (
+        "--split-at",
+        "--gap",
+        "--folds",
+        "--cross-validate",
+        "--mapping",
+        "--intervals",
+        "--json",
+    ):
         assert option in result.output
 
 
@@ -106,3 +116,17 @@ def test_a_file_without_labels_is_one_sentence(tmp_path):
         result.output.startswith("error: unlabelled.csv has no EVENT column")
         and "Traceback" not in result.output
     )
+
+
+def test_a_fit_part_without_an_event_is_a_sentence(tmp_path):
+    frame = labelled_frame(days=6)
+    quiet_start = frame.with_columns(
+        pl.when(pl.col("Time") < pl.col("Time").min() + timedelta(days=3))
+        .then(False)
+        .otherwise(pl.col("EVENT"))
+        .alias("EVENT")
+    )
+    path = write_labelled(tmp_path / "late.csv", quiet_start)
+    result = runner.invoke(app, ["evaluate", str(path), "--split-at", "2026-03-11", *FAST])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: the fit part holds no labelled event: choose a later --split-at")

@@ -118,16 +118,22 @@ def long_and_intervals(tmp_path: Path, frame: pl.DataFrame) -> tuple[Path, Path,
     data = tmp_path / "long.csv"
     long.write_csv(data)
     runs = (
-        frame.with_columns((pl.col("EVENT") != pl.col("EVENT").shift(1)).fill_null(True).cum_sum().alias("run"))
+        frame.with_columns(
+            (pl.col("EVENT") != pl.col("EVENT").shift(1)).fill_null(True).cum_sum().alias("run")
+        )
         .filter("EVENT")
         .group_by("run")
         .agg(pl.col("Time").min().alias("start"), pl.col("Time").max().alias("end"))
         .sort("start")
-        .with_columns(pl.col("start", "end").dt.strftime("%Y-%m-%dT%H:%M:%S"), pl.lit("true").alias("is_event"))
+        .with_columns(
+            pl.col("start", "end").dt.strftime("%Y-%m-%dT%H:%M:%S"), pl.lit("true").alias("is_event")
+        )
         .drop("run")
     )
     # a labelled interval that is not an event changes nothing
-    decoy = pl.DataFrame({"start": ["2026-03-08T00:00:00"], "end": ["2026-03-08T06:00:00"], "is_event": ["no"]})
+    decoy = pl.DataFrame(
+        {"start": ["2026-03-08T00:00:00"], "end": ["2026-03-08T06:00:00"], "is_event": ["no"]}
+    )
     intervals = tmp_path / "intervals.csv"
     pl.concat([runs, decoy]).write_csv(intervals)
     return data, mapping, intervals
