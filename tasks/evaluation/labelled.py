@@ -105,23 +105,15 @@ def load_source(
     return LabelledSource(mapping, known)
 
 
-def naive_utc(text: pl.Expr, time_format: str | None, timezone: str) -> pl.Expr:
-    """Times written in `time_format` (None: ISO-8601) in `timezone`, as naive UTC."""
-    parsed = text.str.to_datetime(time_format, strict=False, time_unit="us")
-    return (
-        parsed.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
-        .dt.convert_time_zone("UTC")
-        .dt.replace_time_zone(None)
-    )
-
-
-def local_to_utc(moment: pl.Expr, timezone: str) -> pl.Expr:
-    """Naive wall-clock times in `timezone` as naive UTC."""
-    return (
-        moment.dt.replace_time_zone(timezone, ambiguous="earliest")
-        .dt.convert_time_zone("UTC")
-        .dt.replace_time_zone(None)
-    )
+def naive_utc(text: pl.Series, time_format: str | None, timezone: str) -> pl.Series:
+    """Times written in `time_format` (None: ISO-8601) as naive UTC: in `timezone` when written
+    without an offset, converted when written with one; null where the text is not such a time."""
+    parsed = text.cast(pl.String).str.strip_chars().str.to_datetime(time_format, strict=False, time_unit="us")
+    dtype = parsed.dtype
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    local = parsed.dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+    return local.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
 
 
 def long_readings(table: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
@@ -130,7 +122,7 @@ def long_readings(table: pl.DataFrame, mapping: SourceMapping) -> pl.DataFrame:
         long, _, _ = wide_to_long(table, mapping)
     else:
         long = mapped_long(table, mapping)
-    observed = naive_utc(pl.col("observed_at").cast(pl.String), None, mapping.timezone)
+    observed = naive_utc(long["observed_at"], None, mapping.timezone)
     return long.select(
         pl.col("sensor_id").cast(pl.String),
         observed.alias("observed_at"),
@@ -153,13 +145,11 @@ def read_intervals(path: str | Path, mapping: SourceMapping) -> pl.DataFrame:
         if "is_event" in raw
         else True
     )
-    frame = raw.filter(keep).select(
-        naive_utc(pl.col(c).str.strip_chars(), None, mapping.timezone).alias(c) for c in ("start", "end")
-    )
+    events = raw.filter(keep)
+    frame = events.select(naive_utc(events[c], None, mapping.timezone).alias(c) for c in ("start", "end"))
     if frame.null_count().sum_horizontal().item():
-        formatted = raw.filter(keep).select(
-            naive_utc(pl.col(c).str.strip_chars(), mapping.time.format, mapping.timezone).alias(c)
-            for c in ("start", "end")
+        formatted = events.select(
+            naive_utc(events[c], mapping.time.format, mapping.timezone).alias(c) for c in ("start", "end")
         )
         if formatted.null_count().sum_horizontal().item():
             raise ValueError(
@@ -221,13 +211,10 @@ def read_labelled(
 
         long = drop_failed_readings(long, source.parameters)
     present = [s for s in source.parameters if s in set(long["sensor_id"].unique())]
-    times = table.select(
-        naive_utc(
-            pl.col(time_column).cast(pl.String).str.strip_chars(),
-            source.mapping.time.format,
-            source.mapping.timezone,
-        ).alias("observed_at")
-    )
+    times = naive_utc(table[time_column], source.mapping.time.format, source.mapping.timezone)
+    times = times.alias("observed_at").to_frame()
+    if times["observed_at"].is_null().all():
+        raise ValueError(f"{path.name}: no value of {time_column} reads as a time in the mapping's format")
     if intervals is None:
         labelled = table.select(times.to_series(), labels.expr().alias("label"))
         labelled = labelled.drop_nulls("observed_at").group_by("observed_at").agg(pl.col("label").any())

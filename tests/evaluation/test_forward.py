@@ -211,3 +211,16 @@ def test_the_statistical_default_is_the_shipped_config(config, labelled_file):
     split = Split("forward", CUT_UTC - timedelta(days=1), CUT_UTC)
     alarms, _, _ = split_alarms(rows, split)
     assert (alarms["statistical_default"] == alarms["statistical_tuned"]).all()
+
+
+def test_times_without_an_offset_are_in_the_mappings_zone_and_with_one_are_converted():
+    from tasks.evaluation.labelled import naive_utc
+
+    plain = naive_utc(pl.Series(["2026-03-07 10:00"]), "%Y-%m-%d %H:%M", "Etc/GMT-1")
+    offset = naive_utc(pl.Series(["2026-03-07T10:00:00+02:00"]), None, "Etc/GMT-1")
+    zulu = naive_utc(pl.Series(["2026-03-07T10:00:00Z"]), None, "Etc/GMT-1")
+    assert [plain[0], offset[0], zulu[0]] == [
+        datetime(2026, 3, 7, 9),
+        datetime(2026, 3, 7, 8),
+        datetime(2026, 3, 7, 10),
+    ]
