@@ -232,6 +232,7 @@ def evaluate(
     part before --split-at (less --gap), scored after it, beside two bare baselines; then forward-
     chaining folds; week-wise cross-validation only with --cross-validate; and the shipped QC flags
     and detectors on the sample generator's labelled faults, per kind of fault."""
+    from tasks.evaluation.forward import duration
     from tasks.evaluation.labelled import LabelSpec
     from tasks.evaluation.report import print_evaluation
     from tasks.evaluation.tune import evaluate as evaluate_file
@@ -258,16 +259,6 @@ def evaluate(
         typer.echo(json.dumps(report, indent=2))
     else:
         print_evaluation(console, report)
-
-
-def duration(text: str) -> timedelta:
-    """`1d`, `36h`, `90m` as a timedelta; ValueError with a sentence otherwise."""
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
-    try:
-        return timedelta(**{units[unit]: float(number)})
-    except (KeyError, ValueError):
-        raise ValueError(f"{text!r} is not a duration: write it as 1d, 36h or 90m") from None
 
 
 bench_app = typer.Typer(help="Measure the pipeline on generated data, on a throwaway database.")
@@ -545,30 +536,11 @@ def incidents_list(
 
     with begin() as conn:
         rows = list_incidents(conn, municipality, status, limit)
-    table = Table(
-        "id",
-        "municipality",
-        "sensor",
-        "kind",
-        "severity",
-        "status",
-        "label",
-        "last anomaly",
-        "anomalies",
-        title=f"{len(rows)} incident(s)",
-    )
+    table = Table("id", "municipality", "sensor", "kind", "severity", "status", "label", "last anomaly",
+                  "anomalies", title=f"{len(rows)} incident(s)")
     for i in rows:
-        table.add_row(
-            str(i.id),
-            i.municipality_id,
-            _cell(i.sensor_id or i.station_id),
-            i.kind,
-            i.severity,
-            i.status,
-            _cell(i.label),
-            _cell(i.last_observed_at),
-            str(i.anomaly_count),
-        )
+        table.add_row(str(i.id), i.municipality_id, _cell(i.sensor_id or i.station_id), i.kind, i.severity,
+                      i.status, _cell(i.label), _cell(i.last_observed_at), str(i.anomaly_count))
     console.print(table)
 
 
@@ -587,24 +559,9 @@ def incidents_show(
         anomalies = incident_anomalies(conn, incident_id)
     i = found
     table = Table("field", "value", title=f"incident {i.id}", show_header=False)
-    for name in (
-        "municipality_id",
-        "station_id",
-        "sensor_id",
-        "kind",
-        "severity",
-        "status",
-        "summary",
-        "first_observed_at",
-        "last_observed_at",
-        "anomaly_count",
-        "opened_at",
-        "resolved_at",
-        "label",
-        "labelled_by",
-        "labelled_at",
-        "note",
-    ):
+    for name in ("municipality_id", "station_id", "sensor_id", "kind", "severity", "status", "summary",
+                 "first_observed_at", "last_observed_at", "anomaly_count", "opened_at", "resolved_at",
+                 "label", "labelled_by", "labelled_at", "note"):
         table.add_row(name.replace("_", " "), _cell(getattr(i, name)))
     console.print(table)
     strongest = Table("observed at", "severity", "score", "explanation", title="strongest anomalies")
@@ -704,7 +661,9 @@ def detect_train(
     from tasks.detection.report import training_line, training_table
     from tasks.detection.training import train_detectors
 
-    results = train_detectors(municipality, station, from_day and from_day.date(), to_day and to_day.date())
+    results = train_detectors(
+        municipality, station, from_day and from_day.date(), to_day and to_day.date()
+    )
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in results], indent=2))
         return
@@ -728,9 +687,8 @@ def detect_models(
         models = list_models(conn, municipality, station)
     console.print(models_table(models, municipality))
     for m in models:
-        console.print(
-            _cell(f"model {m.id}: {m.reason} ({m.object_url}, sha256 {m.sha256[:12]}...)"), soft_wrap=True
-        )
+        console.print(_cell(f"model {m.id}: {m.reason} ({m.object_url}, sha256 {m.sha256[:12]}...)"),
+                      soft_wrap=True)
 
 
 qc_app = typer.Typer(help="Explain QARTOD quality-control flags of stored readings.", no_args_is_help=True)
@@ -823,29 +781,12 @@ def reports_list(
         rows = conn.execute(
             query.order_by(Report.period_start.desc(), Report.revision.desc(), Report.format).limit(limit)
         ).all()
-    table = Table(
-        "kind",
-        "period",
-        "rev",
-        "amended",
-        "format",
-        "sha256",
-        "e-mailed",
-        "url",
-        title=f"{len(rows)} report file(s) of {municipality}",
-    )
+    table = Table("kind", "period", "rev", "amended", "format", "sha256", "e-mailed", "url",
+                  title=f"{len(rows)} report file(s) of {municipality}")
     for r in rows:
         amended = "yes" if r.is_amended else "no"
-        table.add_row(
-            r.kind,
-            _cell(r.period_start),
-            str(r.revision),
-            amended,
-            r.format,
-            r.sha256[:12],
-            _cell(r.emailed_at),
-            _cell(r.object_url),
-        )
+        table.add_row(r.kind, _cell(r.period_start), str(r.revision), amended, r.format, r.sha256[:12],
+                      _cell(r.emailed_at), _cell(r.object_url))
     console.print(table)
 
 
@@ -868,6 +809,8 @@ def reports_resend(
         f"sent revision {details['revision']} of the {month} report of {municipality} to "
         f"{details['recipients']} address(es), {via}"
     )
+
+
 
 
 def _ids(ids: object) -> str:

@@ -72,6 +72,16 @@ class Split:
         }
 
 
+def duration(text: str) -> timedelta:
+    """`1d`, `36h`, `90m` as a timedelta; ValueError with a sentence otherwise."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        return timedelta(**{units[unit]: float(number)})
+    except (KeyError, ValueError):
+        raise ValueError(f"{text!r} is not a duration: write it as 1d, 36h or 90m") from None
+
+
 def to_utc(moment: datetime, timezone: str) -> datetime:
     """A naive wall-clock time of `timezone` as naive UTC."""
     frame = pl.DataFrame({"t": [moment]}).select(

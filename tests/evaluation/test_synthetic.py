@@ -35,9 +35,10 @@ def hand_sample() -> SyntheticSample:
             "unit": ["NTU", "pH", "pH", "pH", "uS/cm"],
         }
     )
-    readings = sensors.join(
-        pl.DataFrame({"observed_at": [at(m) for m in range(2880)]}), how="cross"
-    ).with_columns(pl.col("observed_at").cast(UTC_US), value=pl.lit(1.0))
+    readings = (
+        sensors.join(pl.DataFrame({"observed_at": [at(m) for m in range(2880)]}), how="cross")
+        .with_columns(pl.col("observed_at").cast(UTC_US), value=pl.lit(1.0))
+    )
     faults = pl.DataFrame(
         {
             "fault_id": [0, 0, 1, 2, 3],
@@ -48,26 +49,15 @@ def hand_sample() -> SyntheticSample:
             "end": [at(160), at(160), at(500), at(820), at(2879)],
         }
     ).with_columns(pl.col("fault_id").cast(pl.UInt32), pl.col("start", "end").cast(UTC_US))
-    settings = {
-        "timezone": "UTC",
-        "start": "2026-03-02",
-        "days": 2,
-        "sensors": 5,
-        "stations": 2,
-        "municipality": "hand",
-        "seed": 0,
-        "interval_seconds": 60,
-    }
+    settings = {"timezone": "UTC", "start": "2026-03-02", "days": 2, "sensors": 5, "stations": 2,
+                "municipality": "hand", "seed": 0, "interval_seconds": 60}
     return SyntheticSample(readings, sensors, faults, at(0), at(2880), settings)
 
 
 def detected(*rows: tuple[str, float, str]) -> pl.DataFrame:
     return pl.DataFrame(
-        {
-            "sensor_id": [r[0] for r in rows],
-            "observed_at": [at(r[1]) for r in rows],
-            "method": [r[2] for r in rows],
-        },
+        {"sensor_id": [r[0] for r in rows], "observed_at": [at(r[1]) for r in rows],
+         "method": [r[2] for r in rows]},
         schema={"sensor_id": pl.String, "observed_at": UTC_US, "method": pl.String},
     )
 
