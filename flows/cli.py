@@ -219,26 +219,75 @@ def demo(
 @app.command()
 @plain_errors
 def evaluate(
-    path: Annotated[str, typer.Argument(help="Labelled CSV file (Time, sensor columns, EVENT), like GECCO.")],
+    path: Annotated[
+        str, typer.Argument(help="Labelled file: GECCO's columns, or any layout with --mapping.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            help="Source mapping YAML (as for ingestion); sensors' parameters from ../registry.yaml."
+        ),
+    ] = None,
+    label_column: Annotated[
+        list[str] | None, typer.Option(help="Label column(s) of PATH; a row is labelled if any says so.")
+    ] = None,
+    label_when: Annotated[
+        str, typer.Option(help="`true`: a label column reads true/1/yes; `not-empty`: it holds any text.")
+    ] = "true",
+    intervals: Annotated[
+        str | None,
+        typer.Option(help="A CSV of labelled intervals (start, end[, is_event]) instead of columns."),
+    ] = None,
+    split_at: Annotated[
+        datetime | None,
+        typer.Option(help="Score from this time (file's timezone); default: 70 % of the rows, to a day."),
+    ] = None,
+    gap: Annotated[str, typer.Option(help="Time left out between fit and scored part (at least 1d).")] = "1d",
+    folds: Annotated[
+        int, typer.Option(min=0, help="Forward-chaining folds for the second line (0: none).")
+    ] = 3,
+    cross_validate: Annotated[
+        bool, typer.Option("--cross-validate", help="Also print week-wise cross-validation (an extra line).")
+    ] = False,
     tune_on: Annotated[
         str | None, typer.Option(help="Also choose the parameters on this labelled file and score PATH.")
     ] = None,
     learned: Annotated[
-        bool, typer.Option(help="Also score the learned detector (gradient boosting), cross-validated.")
+        bool, typer.Option(help="Also score the learned detector (gradient boosting).")
     ] = True,
     synthetic: Annotated[
         bool, typer.Option(help="Also score QC flags and detectors on generated faults, per kind.")
     ] = True,
     synthetic_days: Annotated[int, typer.Option(min=2, help="Days of generated faults to score.")] = 14,
 ) -> None:
-    """Score the detectors on a labelled file: statistical default, week-wise cross-validated, tuned;
-    learned (gradient boosting) week-wise cross-validated and trained on --tune-on; and the shipped
-    QC flags and detectors on the sample generator's labelled faults, per kind of fault."""
+    """Score the detectors forward in time on a labelled file: every setting and model chosen on the
+    part before --split-at (less --gap), scored after it, beside two bare baselines; then forward-
+    chaining folds; week-wise cross-validation only with --cross-validate; and the shipped QC flags
+    and detectors on the sample generator's labelled faults, per kind of fault."""
+    from tasks.evaluation.forward import duration
+    from tasks.evaluation.labelled import LabelSpec
     from tasks.evaluation.report import print_evaluation
     from tasks.evaluation.tune import evaluate as evaluate_file
 
-    report = evaluate_file(path, tune_on=tune_on, learned=learned, synthetic=synthetic and synthetic_days)
+    if label_when not in ("true", "not-empty"):
+        raise ValueError("--label-when is `true` or `not-empty`")
+    labels = LabelSpec(
+        tuple(label_column or ("EVENT",)), "not_empty" if label_when == "not-empty" else "true"
+    )
+    report = evaluate_file(
+        path,
+        tune_on=tune_on,
+        learned=learned,
+        synthetic=synthetic and synthetic_days,
+        mapping=mapping,
+        labels=labels,
+        intervals=intervals,
+        split_at=split_at,
+        gap=duration(gap),
+        folds=folds,
+        week_wise=cross_validate,
+    )
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

@@ -1,6 +1,10 @@
-"""Choose the station alarm's parameters and measure them honestly: week-wise cross-validation.
+"""`waterline evaluate`: forward in time first (`forward.py`), week-wise cross-validation as an extra.
 
-For each ISO week of the file, the parameters are the grid point with the best point F1 on the
+The headline and the forward-chaining folds are `forward.py`'s: every setting chosen on rows
+before the scored part, a gap of at least a day between, two bare baselines beside the product.
+
+Week-wise cross-validation (`cross_validate`, `--cross-validate`, never the headline): for each
+ISO week of the file, the parameters are the grid point with the best point F1 on the
 other weeks, and that week is scored with them; the weeks' alarms are then pooled and scored as
 one file. The shipped default is scored untuned, and parameters chosen on one labelled file can
 be scored on another.
@@ -9,6 +13,7 @@ be scored on another.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from itertools import product
 from pathlib import Path
 
@@ -24,7 +29,18 @@ from tasks.detection.station_alarm import (
     kth_largest,
     station_alarm,
 )
-from tasks.evaluation.labelled import read_labelled
+from tasks.evaluation.forward import (
+    DEFAULT_FOLDS,
+    DEFAULT_GAP,
+    DETECTORS,
+    cadence_notes,
+    detector_rows,
+    evaluate_splits,
+    forward_folds,
+    headline_split,
+    verdict,
+)
+from tasks.evaluation.labelled import LabelSpec, load_source, read_labelled
 
 # Small on purpose: every grid point is computed over the whole file, and a big grid overfits.
 GRID: dict[str, tuple] = {
@@ -41,8 +57,6 @@ def grid_configs(grid: Mapping[str, Sequence] = GRID) -> list[DetectorConfig]:
     """Every combination of the grid's values, in a fixed order (ties go to the earliest)."""
     names = list(grid)
     return [DetectorConfig(**dict(zip(names, values, strict=True))) for values in product(*grid.values())]
-
-
 
 
 def alarm_table(
@@ -164,26 +178,58 @@ def evaluate(
     configs: Sequence[DetectorConfig] | None = None,
     learned: bool = True,
     synthetic: int | bool = True,
+    mapping: str | Path | None = None,
+    labels: LabelSpec | None = None,
+    intervals: str | Path | None = None,
+    split_at: datetime | None = None,
+    gap: timedelta = DEFAULT_GAP,
+    folds: int = DEFAULT_FOLDS,
+    week_wise: bool = False,
 ) -> dict:
-    """The figures `waterline evaluate` prints: default untuned, cross-validated, tuned on another file;
-    with `learned`, the learned detector's cross-validated figures (and trained on the other file);
-    with `synthetic`, the shipped QC and detectors on the sample generator's faults, per kind (over
-    `synthetic` days if it is a number, else 14)."""
-    readings = read_labelled(path, parameters)
-    covered = readings.frame.filter(is_covered(readings))
+    """The figures `waterline evaluate` prints. Headline: forward in time (`forward.headline_split`,
+    fit before `split_at - gap`, score from `split_at`); second line: `folds` forward-chaining
+    folds pooled; each with the two bare baselines and the product's statistical default, tuned
+    and learned detectors. With `week_wise`, the old week-wise cross-validation as an extra line;
+    with `tune_on`, settings chosen on that file scored on this one; with `synthetic`, the shipped
+    QC and detectors on the sample generator's faults, per kind (over `synthetic` days if a number)."""
+    if gap < DEFAULT_GAP:
+        raise ValueError("the gap between the fit and the scored part must be at least one day")
+    labels = LabelSpec() if labels is None else labels
+    readings = read_labelled(path, parameters, mapping=mapping, labels=labels, intervals=intervals)
+    timezone = load_source(mapping, parameters).mapping.timezone
+    configs = grid_configs() if configs is None else list(configs)
+    rows = detector_rows(readings, configs, learned=learned)
+    times = rows.table["observed_at"]
+    if times.len() < 2:
+        raise ValueError(f"{Path(path).name} has fewer than two rows with a reading")
+    headline = headline_split(times, timezone, split_at, gap)
+    if not (times.min() < headline.fit_end and headline.score_start <= times.max()):
+        raise ValueError("the split leaves no rows to fit on or none to score: choose another --split-at")
+    forward = evaluate_splits(rows, [headline])
+    if forward["splits"][0]["chosen"]["fit_events"] == 0:
+        raise ValueError("the fit part holds no labelled event: choose a later --split-at")
     report: dict = {
         "file": str(path),
+        "timezone": timezone,
         "rows": readings.frame.height,
-        "rows_scored": covered.height,
+        "rows_scored": times.len(),
         "sensors": readings.parameters,
-        "default": {
+        "cadence_minutes": None if rows.step is None else rows.step.total_seconds() / 60,
+        "notes": cadence_notes(rows),
+        "detectors": dict(DETECTORS),
+        "forward": {**forward["splits"][0], "verdict": verdict(forward["splits"][0]["scores"])},
+    }
+    if folds:
+        chained = evaluate_splits(rows, forward_folds(times, timezone, folds, gap))
+        report["folds"] = {**chained, "verdict": verdict(chained["pooled"])}
+    if week_wise:
+        report["default"] = {
             "config": DEFAULT_CONFIG.as_dict(),
             "described": DEFAULT_CONFIG.describe(),
             "scores": score_config(readings, DEFAULT_CONFIG).as_dict(),
-        },
-        "cross_validated": cross_validate(readings, configs),
-    }
-    dev = read_labelled(tune_on, parameters) if tune_on is not None else None
+        }
+        report["cross_validated"] = cross_validate(readings, configs)
+    dev = read_labelled(tune_on, parameters, mapping=mapping, labels=labels) if tune_on is not None else None
     if dev is not None:
         config = tune(dev, configs)
         report["tuned_on"] = {
@@ -192,10 +238,11 @@ def evaluate(
             "described": config.describe(),
             "scores": score_config(readings, config).as_dict(),
         }
-    if learned:
+    if learned and (week_wise or dev is not None):
         from tasks.evaluation.learned import learned_report
 
-        report.update(learned_report(readings, dev, None if tune_on is None else str(tune_on)))
+        part = learned_report(readings, dev, None if tune_on is None else str(tune_on), week_wise=week_wise)
+        report.update(part)
     if synthetic:
         from tasks.evaluation.synthetic import synthetic_report
 

@@ -1,9 +1,12 @@
-"""`waterline evaluate` on a small labelled file: the table, the JSON and plain errors."""
+"""`waterline evaluate` on a small labelled file: the forward table beside both baselines, the JSON and
+plain errors."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
+import polars as pl
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -24,68 +27,78 @@ FIGURES = {
     "days_covered",
     "false_alarm_events_per_day",
 }
+DETECTORS = {"zscore_baseline", "hgb_baseline", "statistical_default", "statistical_tuned", "learned"}
+FAST = ["--no-synthetic", "--no-learned"]
 
 
 def test_evaluate_explains_itself():
-    result = runner.invoke(app, ["evaluate", "--help"])
+    result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "--tune-on" in result.output and "--json" in result.output
-
-
-def test_evaluate_prints_default_and_cross_validated_figures(labelled_file):
-    result = runner.invoke(app, ["evaluate", str(labelled_file), "--synthetic-days", "3"])
-    assert result.exit_code == 0, result.output
-    for text in (
-        "generated faults: 3 days",
-        "contamination",
-        "false alarms:",
-        "default (untuned)",
-        "cross-validated",
-        "point F1",
-        "events with an alarm",
-        "median minutes to first",
-        "false-alarm events per day",
-        "configurations used",
-        "2026-W12",
-        "learned (cross-validated)",
+    for option in (
+        "--split-at",
+        "--gap",
+        "--folds",
+        "--cross-validate",
+        "--mapping",
+        "--intervals",
+        "--json",
     ):
-        assert text in result.output
-    # 15 days of minutes less a 3-hour outage; 15 labelled steps, all caught by the default
-    assert "21,420 minutes with readings" in result.output
-    assert "15 labelled events" in result.output and "15 / " in result.output
+        assert option in result.output
 
 
-def test_evaluate_json_has_every_figure_and_the_configurations(tmp_path, labelled_file):
-    dev = write_labelled(tmp_path / "dev.csv", labelled_frame(days=8, seed=9))
-    arguments = ["evaluate", str(labelled_file), "--json", "--tune-on", str(dev), "--no-synthetic"]
+def test_evaluate_prints_the_forward_split_beside_both_baselines(labelled_file):
+    arguments = ["evaluate", str(labelled_file), "--split-at", "2026-03-17", *FAST]
+    result = runner.invoke(app, arguments, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())  # table titles wrap
+    for text in (
+        "forward: fit on rows before 2026-03-16 00:00",
+        "gap 1 day(s), scored from 2026-03-17 00:00",
+        "baseline z-score",
+        "baseline HGB",
+        "stat. default",
+        "stat. tuned on fit",
+        "point F1 (P/R)",
+        "forward split: stat. default:",
+        "forward-chaining folds",
+        "F1 per fold",
+    ):
+        assert text in output, text
+    # the days from 2026-03-17 to the end of the 15-day file: 5 labelled steps
+    assert "5 events)" in output and "of 5" in output
+    assert "week-wise" not in output  # only with --cross-validate, never the headline
+
+
+def test_week_wise_cross_validation_is_an_extra_line_only_when_asked(labelled_file):
+    arguments = ["evaluate", str(labelled_file), "--cross-validate", "--folds", "0", *FAST]
+    result = runner.invoke(app, arguments, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.index("forward: fit on") < result.output.index("week-wise interleaved")
+    assert "2026-W12" in result.output
+
+
+def test_evaluate_json_has_every_figure_of_every_detector_and_split(tmp_path, labelled_file):
+    arguments = ["evaluate", str(labelled_file), "--json", "--no-synthetic", "--folds", "2"]
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert set(report) == {
-        "file",
-        "rows",
-        "rows_scored",
-        "sensors",
-        "default",
-        "cross_validated",
-        "tuned_on",
-        "learned",
-        "learned_tuned_on",
-    }
+    assert {"forward", "folds", "notes", "timezone", "cadence_minutes"} <= set(report)
     assert (report["rows"], report["rows_scored"]) == (21_600, 21_420)
-    for run in ("default", "cross_validated", "tuned_on", "learned", "learned_tuned_on"):
-        assert set(report[run]["scores"]) == FIGURES
-    assert report["default"]["config"] == {
-        "window_minutes": 60,
-        "statistic": "mean",
-        "threshold": 3.0,
-        "k": 1,
-        "min_run": 1,
-        "hold": 0,
-    }
-    assert [w["week"] for w in report["cross_validated"]["weeks"]] == ["2026-W10", "2026-W11", "2026-W12"]
-    assert report["default"]["scores"]["events_detected"] == 15
-    assert report["tuned_on"]["file"] == str(dev)
+    assert set(report["forward"]["scores"]) == DETECTORS
+    for scores in report["forward"]["scores"].values():
+        assert set(scores) == FIGURES
+    assert set(report["folds"]["pooled"]) == DETECTORS and len(report["folds"]["splits"]) == 2
+    for split in report["folds"]["splits"]:
+        assert set(split["scores"]) == DETECTORS
+    verdict = report["forward"]["verdict"]
+    assert set(verdict) == {"statistical_default", "statistical_tuned", "learned"}
+    assert report["cadence_minutes"] == 1.0
+
+
+def test_a_gap_under_a_day_is_refused_in_a_sentence(labelled_file):
+    result = runner.invoke(app, ["evaluate", str(labelled_file), "--gap", "12h", *FAST])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: the gap between the fit and the scored part must be at least")
 
 
 def test_a_missing_file_is_one_sentence(tmp_path):
@@ -103,3 +116,17 @@ def test_a_file_without_labels_is_one_sentence(tmp_path):
         result.output.startswith("error: unlabelled.csv has no EVENT column")
         and "Traceback" not in result.output
     )
+
+
+def test_a_fit_part_without_an_event_is_a_sentence(tmp_path):
+    frame = labelled_frame(days=6)
+    quiet_start = frame.with_columns(
+        pl.when(pl.col("Time") < pl.col("Time").min() + timedelta(days=3))
+        .then(False)
+        .otherwise(pl.col("EVENT"))
+        .alias("EVENT")
+    )
+    path = write_labelled(tmp_path / "late.csv", quiet_start)
+    result = runner.invoke(app, ["evaluate", str(path), "--split-at", "2026-03-11", *FAST])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: the fit part holds no labelled event: choose a later --split-at")
