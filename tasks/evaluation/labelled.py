@@ -19,7 +19,7 @@ split times and interval times are read in the same timezone. Readings that QC f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +41,15 @@ GECCO_PARAMETERS: dict[str, str] = {
     "Cl_2": "chlorine_dioxide",
     "Fm": "flow",
     "Fm_2": "flow",
+}
+# The instruments' range ends GECCO's sensors stick at when they fail (its README): QC fails a
+# reading there (`gross_range.pinned`); None keeps the configured end.
+GECCO_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "pH": (4.0, None),
+    "Redox": (300.0, None),
+    "Leit": (0.0, 2500.0),
+    "Trueb": (None, 0.5),
+    "Cl_2": (None, 1.0),
 }
 TRUE_TEXT = ("true", "1", "yes", "t")
 
@@ -78,6 +87,8 @@ class LabelledSource:
 
     mapping: SourceMapping
     parameters: dict[str, str]  # sensor_id -> parameter
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)  # instrument range
+    cadences: dict[str, float] = field(default_factory=dict)  # sensor_id -> seconds between readings
 
 
 def load_source(
@@ -88,7 +99,7 @@ def load_source(
     `parameters` (sensor_id -> parameter) overrides the registry's."""
     if mapping_path is None:
         wanted = dict(GECCO_PARAMETERS if parameters is None else parameters)
-        return LabelledSource(gecco_mapping(wanted), wanted)
+        return LabelledSource(gecco_mapping(wanted), wanted, dict(GECCO_RANGES))
     path = Path(mapping_path)
     if not path.is_file():
         raise FileNotFoundError(f"no source mapping at {path}")
@@ -101,8 +112,13 @@ def load_source(
             f"no {REGISTRY_FILE} at {registry}: a mapping's inbox folder names each sensor's parameter"
         )
     spec = parse_registry(registry.read_bytes())
-    known = {sensor.id: sensor.parameter for station in spec.stations for sensor in station.sensors}
-    return LabelledSource(mapping, known)
+    sensors = [sensor for station in spec.stations for sensor in station.sensors]
+    return LabelledSource(
+        mapping,
+        {sensor.id: sensor.parameter for sensor in sensors},
+        {s.id: (s.valid_min, s.valid_max) for s in sensors if (s.valid_min, s.valid_max) != (None, None)},
+        {s.id: float(s.interval_seconds) for s in sensors if s.interval_seconds},
+    )
 
 
 def naive_utc(text: pl.Series, time_format: str | None, timezone: str) -> pl.Series:
@@ -193,7 +209,7 @@ def read_labelled(
         present = {c: p for c, p in source.parameters.items() if c in table.columns}
         if not present:
             raise ValueError(f"{path.name} has none of the sensor columns {', '.join(source.parameters)}")
-        source = LabelledSource(gecco_mapping(present), present)
+        source = LabelledSource(gecco_mapping(present), present, source.ranges, source.cadences)
     time_column = source.mapping.time.column
     needed = [time_column] if intervals is not None else [time_column, *labels.columns]
     missing = [c for c in needed if c not in table.columns]
@@ -209,7 +225,7 @@ def read_labelled(
     if qc:
         from tasks.evaluation.qc import drop_failed_readings
 
-        long = drop_failed_readings(long, source.parameters)
+        long = drop_failed_readings(long, source.parameters, source.ranges, source.cadences)
     present = [s for s in source.parameters if s in set(long["sensor_id"].unique())]
     times = naive_utc(table[time_column], source.mapping.time.format, source.mapping.timezone)
     times = times.alias("observed_at").to_frame()
