@@ -7,6 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tasks.detection.station_alarm import DEFAULT_CONFIG
 
 from .conftest import labelled_frame, write_labelled
 
@@ -75,14 +76,7 @@ def test_evaluate_json_has_every_figure_and_the_configurations(tmp_path, labelle
     assert (report["rows"], report["rows_scored"]) == (21_600, 21_420)
     for run in ("default", "cross_validated", "tuned_on", "learned", "learned_tuned_on"):
         assert set(report[run]["scores"]) == FIGURES
-    assert report["default"]["config"] == {
-        "window_minutes": 60,
-        "statistic": "mean",
-        "threshold": 3.0,
-        "k": 1,
-        "min_run": 1,
-        "hold": 0,
-    }
+    assert report["default"]["config"] == DEFAULT_CONFIG.as_dict()
     assert [w["week"] for w in report["cross_validated"]["weeks"]] == ["2026-W10", "2026-W11", "2026-W12"]
     assert report["default"]["scores"]["events_detected"] == 15
     assert report["tuned_on"]["file"] == str(dev)
