@@ -1,8 +1,10 @@
 """A station-level alarm per minute, from the rolling z-score of every quality sensor.
 
 Each sensor is judged by `tasks.anomalies.detectors.rolling_zscore` or `robust_zscore` (median
-and MAD), the detectors the pipeline ships (trailing time window, never the reading itself, the
-noise floor of its parameter from limits.yaml), so evaluation measures what runs at night. The
+and inter-quartile range, or MAD), the detectors the pipeline ships (trailing time window, never
+the reading itself, the noise floor of its parameter from limits.yaml), so evaluation measures what
+runs at night. A window needs half the readings it holds at the sensor's own cadence (at least 3,
+at most the shipped 10), so a 60-minute window scores 15-minute readings too. The
 detectors return only findings beyond a severity; evaluation needs every minute's score to sweep
 thresholds, so they are called with every threshold at 0. The
 station alarms in a minute when the k-th largest |z| across the quality sensors reaches
