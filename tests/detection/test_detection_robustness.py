@@ -175,3 +175,20 @@ def test_the_post_processing_is_chosen_on_weeks_predicted_by_models_of_earlier_w
     # ... while they do with the labels of the week before it: the test can fail
     earlier = np.where(first_week, False, labels)
     assert not np.array_equal(learned.forward_out_of_fold(features, earlier, weeks)[second], forward[second])
+
+
+def test_a_detector_trained_on_15_minute_readings_finds_the_later_days_events(readings):
+    coarse = every_15_minutes(readings)
+    table, features = learned.scored_table(coarse)
+    labels, weeks = table["label"].to_numpy(), table["week"].to_numpy()
+    fit = (table["observed_at"] < START + timedelta(days=7)).to_numpy()
+    detector = learned.fit_detector(features[fit], labels[fit], weeks[fit])
+    scored = table.filter(~pl.Series(fit)).with_columns(pl.Series("p", detector.probability(features[~fit])))
+    alarm = scored.with_columns(
+        learned.alarms(pl.col("p"), detector.post, pl.lit(0)).alias("alarm"),
+        (pl.col("label") != pl.col("label").shift(1)).fill_null(True).cum_sum().alias("run"),
+    )
+    events = alarm.filter("label").group_by("run").agg(pl.col("alarm").any())
+    # 7 events of 2 to 4 readings each to learn from
+    assert events.height == EVENT_DAYS - 7 and events["alarm"].sum() >= 2
+    assert alarm.filter(pl.col("observed_at") >= START + timedelta(days=EVENT_DAYS), "alarm").is_empty()
