@@ -113,7 +113,9 @@ def test_the_post_processing_is_chosen_for_the_worst_week_not_the_pooled_minutes
     p = np.concatenate([np.full(100, 0.9), np.full(200, 0.5), np.full(10, 0.4), np.full(200, 0.05)])
     labels = np.concatenate([np.ones(100), np.zeros(200), np.ones(10), np.zeros(200)]).astype(bool)
     groups = np.array(["a"] * 300 + ["b"] * 210)
-    post, pooled_f1 = learned.choose_post_process(p, labels, groups)
+    # the detector's own candidates differ only in run length (threshold 0.5); the rule is the same
+    candidates = [learned.PostProcess(t / 20, r) for r in learned.MIN_RUNS for t in range(1, 20)]
+    post, pooled_f1 = learned.choose_post_process(p, labels, groups, candidates)
     assert 0.1 <= post.threshold <= 0.4 and post.min_run == 1
     assert pooled_f1 == pytest.approx(2 * 110 / (2 * 110 + 200))
 
@@ -140,35 +142,6 @@ def test_a_falling_disinfectant_residual_counts_the_share_it_lost(readings):
     )
     assert features["residual_lost"][drop] == pytest.approx(1.0)  # all of it is gone
     assert features["residual_lost"][drop - 1] == pytest.approx(0.0)
-
-
-def test_the_backstop_is_the_lowest_level_the_normal_minutes_never_reach():
-    # week a: a two-sensor kind of event the model knows; week b: one sensor alone, which it does not
-    rng = np.random.default_rng(0)
-    p = np.concatenate([np.full(100, 0.9), np.full(1000, 0.05), np.full(10, 0.05), np.full(1000, 0.05)])
-    labels = np.concatenate([np.ones(100), np.zeros(1000), np.ones(10), np.zeros(1000)]).astype(bool)
-    departure = np.concatenate(
-        [np.full(100, 20.0), rng.uniform(0, 5, 1000), np.full(10, 30.0), rng.uniform(0, 5, 1000)]
-    )
-    groups = np.array(["a"] * 1100 + ["b"] * 1010)
-    post = learned.PostProcess(0.5, 1, 0)
-    assert learned.choose_backstop(p, departure, labels, groups, post) == 6.0
-    departure[500] = 7.0  # one normal minute 7 floors out: a backstop at 6 would raise a false alarm
-    assert learned.choose_backstop(p, departure, labels, groups, post) == 8.0
-    departure[600] = 100.0  # every level would: no backstop
-    assert learned.choose_backstop(p, departure, labels, groups, post) is None
-
-
-def test_a_backstopped_model_alarms_on_one_sensor_far_from_its_day(readings):
-    table, features = learned.scored_table(readings)
-    detector = learned.fit_detector(features, table["label"].to_numpy(), table["week"].to_numpy())
-    assert detector.backstop_floors is not None
-    quiet = features[~table["label"].to_numpy()][:1].copy()
-    column = FEATURES.index("dev_mean_day_top1")
-    quiet[0, column] = detector.backstop_floors
-    assert detector.probability(quiet)[0] == 1.0
-    quiet[0, column] = 0.0
-    assert detector.probability(quiet)[0] < detector.post.threshold
 
 
 def test_a_sensor_on_its_way_back_to_its_past_day_counts_its_return_not_its_departure(readings):
