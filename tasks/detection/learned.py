@@ -108,7 +108,6 @@ class LearnedDetector:
     model: HistGradientBoostingClassifier
     post: PostProcess
     f1_out_of_fold: float  # the post-processing's point F1 on the training rows' forward predictions
-    backstop_floors: None = None  # the backstop is gone; kept None for readers of older reports
 
     def probability(self, features: np.ndarray) -> np.ndarray:
         return predict(self.model, features)

@@ -27,7 +27,6 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from tasks.anomalies.detectors import needed_samples
 from tasks.detection.labelled import LabelledReadings, is_covered, iso_week
 from tasks.detection.learned import fit_detector, scored_table
 from tasks.detection.metrics import Scores, score_alarms
@@ -37,6 +36,7 @@ from tasks.detection.station_alarm import (
     alarm_expr,
     kth_largest,
     quality_sensors,
+    window_samples,
 )
 from tasks.evaluation import baselines
 
@@ -290,7 +290,7 @@ def cadence_notes(rows: DetectorRows, score: np.ndarray | None = None) -> list[s
         return notes
     minutes = step.total_seconds() / 60
     window = timedelta(minutes=DEFAULT_CONFIG.window_minutes)
-    needed = needed_samples(window, None)
+    needed = window_samples(window, step)
     holds = window / step
     share = float(np.mean(~np.isnan(rows.default_z))) if len(rows.default_z) else 0.0
     if share < 0.5:

@@ -41,7 +41,6 @@ def cross_validate_learned(readings: LabelledReadings) -> dict:
                 "week": week,
                 "post_process": asdict(detector.post),
                 "described": detector.describe(),
-                "backstop_floors": detector.backstop_floors,
                 "f1_on_other_weeks": detector.f1_out_of_fold,
             }
         )

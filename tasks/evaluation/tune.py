@@ -49,7 +49,7 @@ GRID: dict[str, tuple] = {
     "threshold": (3.0, 4.0, 5.0, 6.0, 8.0, 12.0),
     "k": (1, 2, 3),
     "min_run": (1, 3),
-    "hold": (0, 30),
+    "hold": (0,),  # no hold: an alarm that outlives its evidence ends (issue #15)
 }
 
 

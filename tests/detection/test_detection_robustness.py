@@ -125,7 +125,7 @@ def test_a_fault_pinned_for_hours_does_not_make_the_default_station_alarm_alarm_
 def test_the_learned_detector_alarms_only_on_current_evidence(readings, detector):
     # no backstop and no hold: where the probability is below the threshold, no alarm, whatever came before
     alarm = learned_alarm(readings, detector)
-    assert detector.post.hold == 0 and detector.backstop_floors is None
+    assert detector.post.hold == 0 and detector.post.min_run == 1
     assert alarm.filter(pl.col("alarm"), pl.col("p") < detector.post.threshold).is_empty()
     events = alarm.join(readings.frame.select("observed_at", "label"), on="observed_at")
     assert events.filter("label", "alarm").height > 0

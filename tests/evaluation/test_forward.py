@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tasks.detection.station_alarm import DetectorConfig
+from tasks.detection.station_alarm import DEFAULT_CONFIG
 from tasks.evaluation.forward import Split, detector_rows, forward_folds, headline_split, split_alarms
 from tasks.evaluation.labelled import LabelSpec, read_labelled
 from tasks.evaluation.tune import evaluate, grid_configs
@@ -188,24 +188,35 @@ def test_the_lro_excerpt_reads_through_its_mapping():
     assert frame["label"].to_list() == raw.select(qualified).to_series().to_list()
 
 
-def fifteen_minute_file(tmp_path: Path) -> Path:
-    frame = labelled_frame(days=15).gather_every(15)
-    return write_labelled(tmp_path / "quarter_hours.csv", frame)
+def thinned_file(tmp_path: Path, minutes: int) -> Path:
+    frame = labelled_frame(days=15).gather_every(minutes)
+    return write_labelled(tmp_path / f"every_{minutes}_minutes.csv", frame)
 
 
-def test_a_15_minute_file_runs_and_says_which_detector_could_not(tmp_path):
-    path = fifteen_minute_file(tmp_path)
+def evaluate_output(path: Path) -> str:
     arguments = ["evaluate", str(path), "--no-synthetic", "--no-learned", "--folds", "0"]
     result = runner.invoke(app, arguments, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def test_a_15_minute_file_runs_the_shipped_default_with_windows_in_time(tmp_path):
+    output = evaluate_output(thinned_file(tmp_path, 15))
+    assert "statistical, shipped default could not run" not in output
+    assert "baseline z-score" in output and "baseline HGB" in output
+
+
+def test_a_file_too_sparse_for_a_window_says_which_detector_could_not_run(tmp_path):
+    output = evaluate_output(thinned_file(tmp_path, 120))
+    window = DEFAULT_CONFIG.window_minutes
     assert (
-        "note: statistical, shipped default could not run: its 60-minute window holds 4 readings at this "
-        "file's 15-minute cadence and needs 10." in " ".join(result.output.split())
+        f"note: statistical, shipped default could not run: its {window}-minute window holds "
+        f"{window / 120:g} readings at this file's 120-minute cadence and needs 3." in output
     )
-    assert "baseline z-score" in result.output and "baseline HGB" in result.output
+    assert "note: baseline rolling z-score could not run" in output
 
 
-@pytest.mark.parametrize("config", [DetectorConfig()])
+@pytest.mark.parametrize("config", [DEFAULT_CONFIG])
 def test_the_statistical_default_is_the_shipped_config(config, labelled_file):
     rows = detector_rows(read_labelled(labelled_file), [config], learned=False)
     split = Split("forward", CUT_UTC - timedelta(days=1), CUT_UTC)
