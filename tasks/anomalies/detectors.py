@@ -25,6 +25,7 @@ from tasks.anomalies.detectors_base import (
     SEVERITY_RANK,
     ZSCORE_THRESHOLDS,
     ZSCORE_WINDOW,
+    DetectorConfigError,
     NoiseFloor,
     Thresholds,
     anomaly_rows,
@@ -35,6 +36,8 @@ from tasks.anomalies.detectors_base import (
     load_limits,
     noise_floors,
     number_text,
+    parse_detector_config,
+    parse_duration,
     per_sensor,
     severity_of,
     sorted_readings,
@@ -42,6 +45,15 @@ from tasks.anomalies.detectors_base import (
     thresholds_of,
     window_text,
     zscore_parameters,
+)
+from tasks.anomalies.detectors_cadence import (
+    MIN_READINGS,
+    MIN_SHARE,
+    counted_spec,
+    enabled_detectors,
+    sensor_cadences,
+    skip_sentences,
+    skips_of,
 )
 from tasks.anomalies.detectors_combined import combined
 from tasks.anomalies.detectors_pattern import pattern_breaks
@@ -55,6 +67,7 @@ __all__ = [
     "SEVERITY_RANK",
     "ZSCORE_THRESHOLDS",
     "ZSCORE_WINDOW",
+    "DetectorConfigError",
     "combined",
     "detector_lookback",
     "find_anomalies",
@@ -68,6 +81,8 @@ __all__ = [
     "robust_zscore",
     "rolling_zscore",
     "severity_of",
+    "skip_sentences",
+    "skipped_sensors",
     "trend_anomalies",
     "volatility_anomalies",
     "window_text",
@@ -105,26 +120,45 @@ ROBUST_SPREADS = ("mad", "iqr")
 IQR_TO_SIGMA = 1.349  # the inter-quartile range of a normal distribution, in standard deviations
 
 
-def trailing(stat: str, window: int | str | timedelta, needed: int, expr: pl.Expr | None = None) -> pl.Expr:
+def trailing(
+    stat: str, window: int | str | timedelta, needed: int | pl.Expr, expr: pl.Expr | None = None
+) -> pl.Expr:
     """A rolling `stat` (mean, std, median, q25, q75) of `expr` over the previous `window` readings (an int)
-    or the previous stretch of time, never the reading itself; null with fewer than `needed`."""
+    or the previous stretch of time (closed left), never the reading itself; null with fewer than
+    `needed` (a number, or in a time window an expression such as each sensor's `needed_in_time`)."""
     expr = pl.col("value") if expr is None else expr
+    least = 1 if isinstance(needed, pl.Expr) else needed
     if stat in ("q25", "q75"):
         quantile = {"quantile": int(stat[1:]) / 100, "interpolation": "linear"}
         if isinstance(window, int):
-            return expr.rolling_quantile(window_size=window, min_samples=needed, **quantile).shift(1)
-        by = {"window_size": window, "min_samples": needed, "closed": "left"}
-        return expr.rolling_quantile_by("observed_at", **quantile, **by)
-    if isinstance(window, int):
-        return getattr(expr, f"rolling_{stat}")(window, min_samples=needed).shift(1)
-    return getattr(expr, f"rolling_{stat}_by")("observed_at", window, min_samples=needed, closed="left")
+            return expr.rolling_quantile(window_size=window, min_samples=least, **quantile).shift(1)
+        by = {"window_size": window, "min_samples": least, "closed": "left"}
+        rolled = expr.rolling_quantile_by("observed_at", **quantile, **by)
+    elif isinstance(window, int):
+        return getattr(expr, f"rolling_{stat}")(window, min_samples=least).shift(1)
+    else:
+        rolled = getattr(expr, f"rolling_{stat}_by")("observed_at", window, min_samples=least, closed="left")
+    if not isinstance(needed, pl.Expr):
+        return rolled
+    held = expr.is_not_null().cast(pl.UInt32).rolling_sum_by("observed_at", window, closed="left")
+    return pl.when(held >= needed).then(rolled)
 
 
-def needed_samples(window: int | str | timedelta, min_samples: int | None) -> int:
-    """At least `min_samples` earlier readings: by default half a count window, 10 in a time window."""
+def needed_in_time(window: str | timedelta) -> pl.Expr:
+    """The fewest earlier readings a time window judges with, per sensor (evaluate it within one
+    sensor): max(3, half the readings the window holds at the sensor's median spacing)."""
+    span = parse_duration(window, "the window", "window") if isinstance(window, str) else window
+    spacing = pl.col("observed_at").diff().dt.total_microseconds().median()
+    promised = (span.total_seconds() * 1e6 / spacing).floor()
+    return pl.max_horizontal(pl.lit(MIN_READINGS), (MIN_SHARE * promised).ceil()).cast(pl.Int64)
+
+
+def needed_samples(window: int | str | timedelta, min_samples: int | None) -> int | pl.Expr:
+    """At least `min_samples` earlier readings: by default half a count window, and in a time
+    window max(3, half the readings it holds at each sensor's median spacing)."""
     if min_samples:
         return min_samples
-    return max(2, window // 2) if isinstance(window, int) else 10
+    return max(2, window // 2) if isinstance(window, int) else needed_in_time(window)
 
 
 def zscore_rows(
@@ -161,25 +195,32 @@ def rolling_zscore(
     noise_floor: NoiseFloor = 0.0,
     min_samples: int | None = None,
     separated: bool = False,
+    label: timedelta | None = None,
 ) -> pl.LazyFrame:
     """Readings whose z-score against the trailing window of the same sensor reaches thresholds[0].
 
     The window is the previous `window` readings (an int) or the previous stretch of time (a
     timedelta), never the reading itself; at least `min_samples` of them (default: half a
-    count window, 10 in a time window) must be there. The window's standard deviation is
-    raised to the parameter's `noise_floor` so a flat window does not make every small change
-    infinitely unusual. Severity is LOW, MEDIUM, HIGH or CRITICAL as |z| passes each threshold.
+    count window; in a time window max(3, half the readings it holds at the sensor's median
+    spacing)) must be there. The window's standard deviation is raised to the parameter's
+    `noise_floor` so a flat window does not make every small change infinitely unusual. Severity
+    is LOW, MEDIUM, HIGH or CRITICAL as |z| passes each threshold. `label` is the duration a
+    count window stands for, as findings name their window.
     """
     needed = needed_samples(window, min_samples)
     moments = sorted_readings(readings, separated).with_columns(
         per_sensor(trailing("mean", window, needed), separated).alias("window_mean"),
         per_sensor(trailing("std", window, needed), separated).alias("window_std"),
     )
-    return zscores_of_moments(moments, window, thresholds, noise_floor)
+    return zscores_of_moments(moments, window, thresholds, noise_floor, label)
 
 
 def zscores_of_moments(
-    moments: pl.LazyFrame, window: int | str | timedelta, thresholds: Thresholds, noise_floor: NoiseFloor
+    moments: pl.LazyFrame,
+    window: int | str | timedelta,
+    thresholds: Thresholds,
+    noise_floor: NoiseFloor,
+    label: timedelta | None = None,
 ) -> pl.LazyFrame:
     """`rolling_zscore`'s findings from readings that carry their trailing `window_mean` and `window_std`."""
     z = (pl.col("value") - pl.col("window_centre")) / pl.max_horizontal(
@@ -187,7 +228,7 @@ def zscores_of_moments(
     )
     scored = moments.rename({"window_mean": "window_centre"}).with_columns(z.alias("score"))
     return zscore_rows(
-        scored, "rolling_zscore", thresholds, window_text(window), "standard deviations", "mean"
+        scored, "rolling_zscore", thresholds, window_text(label or window), "standard deviations", "mean"
     )
 
 
@@ -199,6 +240,7 @@ def robust_zscore(
     min_samples: int | None = None,
     separated: bool = False,
     spread: str = "mad",
+    label: timedelta | None = None,
 ) -> pl.LazyFrame:
     """Readings whose robust z-score against the trailing window reaches thresholds[0].
 
@@ -210,6 +252,7 @@ def robust_zscore(
     the parameter takes over, so a one-step change scores a few floors, not infinity.
     With `spread="iqr"` the deviation is the window's inter-quartile range / 1.349 instead
     (three order statistics of the raw window, smoother on coarsely quantised sensors).
+    `min_samples` and `label` are as in `rolling_zscore`.
     """
     if spread not in ROBUST_SPREADS:
         raise ValueError(f"unknown spread {spread!r}: use one of {', '.join(ROBUST_SPREADS)}")
@@ -236,7 +279,12 @@ def robust_zscore(
         .with_columns(z.alias("score"))
     )
     return zscore_rows(
-        scored, "robust_zscore", thresholds, window_text(window), "robust standard deviations", "median"
+        scored,
+        "robust_zscore",
+        thresholds,
+        window_text(label or window),
+        "robust standard deviations",
+        "median",
     )
 
 
@@ -267,7 +315,11 @@ def window_quantiles(
 
 
 def robust_iqr_separated(
-    readings: pl.DataFrame, window: int, thresholds: Thresholds, min_samples: int | None = None
+    readings: pl.DataFrame,
+    window: int,
+    thresholds: Thresholds,
+    min_samples: int | None = None,
+    label: timedelta | None = None,
 ) -> pl.LazyFrame:
     """`robust_zscore(..., spread="iqr", separated=True)` over a count window (the same findings),
     with the order statistics taken only where a finding is possible.
@@ -309,7 +361,12 @@ def robust_iqr_separated(
         )
     )
     return zscore_rows(
-        scored, "robust_zscore", thresholds, window_text(window), "robust standard deviations", "median"
+        scored,
+        "robust_zscore",
+        thresholds,
+        window_text(label or window),
+        "robust standard deviations",
+        "median",
     )
 
 
@@ -360,52 +417,48 @@ def is_usable(value: pl.Expr, qc_flag: pl.Expr) -> pl.Expr:
     return value.is_finite().fill_null(False) & flag_kept
 
 
-def usable_readings(
-    readings: pl.DataFrame, sensors: pl.DataFrame, limits: Mapping, gap: int = 0
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The readings the statistical detectors watch and those beyond an operational limit.
+def sorted_usable(readings: pl.DataFrame) -> pl.DataFrame:
+    """`sensor_id`, `observed_at` and `value` of the readings a detector may use, in (sensor, time)
+    order: failed or missing readings (QARTOD 4, 9) and readings with no finite value are left
+    out, suspect ones (3) stay. Sorted only when not in order already."""
+    flag = pl.col("qc_flag") if "qc_flag" in readings.columns else pl.lit(None, pl.Int16)
+    usable = readings.filter(is_usable(pl.col("value"), flag)).select("sensor_id", "observed_at", "value")
+    return usable if is_sensor_time_sorted(usable) else usable.sort("sensor_id", "observed_at")
 
-    The watched readings are in (sensor, time) order, each with its sensor's `parameter`, `unit`,
-    `noise_floor` and `sensor_key`; with `gap`, each sensor's rows are followed by `gap` null
-    rows, so trailing windows can run over the whole column at once (`separated`): one pass
-    instead of one per sensor, and no hash of the sensor id. The readings beyond a limit carry
-    `parameter` and `unit` for `limit_breaches`.
 
-    Failed or missing readings (QARTOD 4, 9) and readings with no finite value are left out;
-    suspect ones (3) stay. Sorted only when not in order already. Python loops over whole
-    sensors only: each is a slice of the sorted frame.
-    """
-    usable = readings.select("sensor_id", "observed_at", "value", "qc_flag").filter(
-        is_usable(pl.col("value"), pl.col("qc_flag"))
+def watched_cadences(usable: pl.DataFrame, sensors: pl.DataFrame, limits: Mapping) -> pl.DataFrame:
+    """`sensor_cadences` of the usable readings' known sensors, with their `parameter`, `unit` and
+    whether the statistical detectors `watched` them (limits.yaml's `zscore`)."""
+    watched = set(zscore_parameters(limits))
+    known = sensors.select("sensor_id", "parameter", "unit")
+    return (
+        sensor_cadences(usable, sensors)
+        .join(known, on="sensor_id", how="inner", maintain_order="left")
+        .with_columns(pl.col("parameter").is_in(list(watched)).alias("watched"))
     )
-    if not is_sensor_time_sorted(usable):
-        usable = usable.sort("sensor_id", "observed_at")
-    usable = usable.drop("qc_flag")
-    floors, watched = noise_floors(limits), set(zscore_parameters(limits))
+
+
+def assemble_readings(
+    usable: pl.DataFrame, cadences: pl.DataFrame, limits: Mapping, gap: int = 0
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The watched readings of the sensors in `cadences` (rows of `watched_cadences`) and their
+    readings beyond an operational limit, as `usable_readings` returns them."""
+    floors = noise_floors(limits)
     bounds = {
         (p, side): limit
         for p, side, limit in limits_frame(limits).select("parameter", "side", "limit").rows()
     }
-    known = {
-        row["sensor_id"]: row
-        for row in sensors.select("sensor_id", "parameter", "unit").iter_rows(named=True)
-    }
-    runs = usable.select(pl.col("sensor_id").rle()).unnest("sensor_id")
-    offsets = runs["len"].cum_sum() - runs["len"]
     watched_parts, beyond_parts = [], []
-    for offset, length, sensor_id in zip(offsets, runs["len"], runs["value"], strict=True):
-        sensor = known.get(sensor_id)
-        if sensor is None:
-            continue
+    for sensor in cadences.iter_rows(named=True):
         parameter = sensor["parameter"]
-        part = usable.slice(offset, length).with_columns(
+        part = usable.slice(sensor["offset"], sensor["length"]).with_columns(
             parameter=pl.lit(parameter, pl.String), unit=pl.lit(sensor["unit"], pl.String)
         )
         low = bounds.get((parameter, "low"), float("-inf"))
         high = bounds.get((parameter, "high"), float("inf"))
         if low > float("-inf") or high < float("inf"):
             beyond_parts.append(part.filter((pl.col("value") < low) | (pl.col("value") > high)))
-        if parameter in watched:
+        if sensor["watched"]:
             watched_parts.append(
                 part.with_columns(
                     noise_floor=pl.lit(floors.get(parameter, 0.0), pl.Float64),
@@ -422,18 +475,41 @@ def usable_readings(
     )
 
 
-def detector_lookback(config: Mapping | None = None) -> tuple[int, int]:
+def usable_readings(
+    readings: pl.DataFrame, sensors: pl.DataFrame, limits: Mapping, gap: int = 0
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The readings the statistical detectors watch and those beyond an operational limit.
+
+    The watched readings are in (sensor, time) order, each with its sensor's `parameter`, `unit`,
+    `noise_floor` and `sensor_key`; with `gap`, each sensor's rows are followed by `gap` null
+    rows, so trailing windows can run over the whole column at once (`separated`): one pass
+    instead of one per sensor, and no hash of the sensor id. The readings beyond a limit carry
+    `parameter` and `unit` for `limit_breaches`. Readings as `sorted_usable` keeps them; Python
+    loops over whole sensors only: each is a slice of the sorted frame.
+    """
+    usable = sorted_usable(readings)
+    return assemble_readings(usable, watched_cadences(usable, sensors, limits), limits, gap)
+
+
+def detector_config(config: Mapping | None = None) -> dict:
+    """detectors.yaml's content (default: the file) with its windows as timedeltas."""
+    return load_detector_config() if config is None else parse_detector_config(config, "the detector config")
+
+
+def detector_lookback(config: Mapping | None = None) -> tuple[timedelta, int]:
     """What the enabled detectors need before the first reading they judge: the longest chain of
-    trailing windows in readings, and the days of the pattern break's profile."""
-    config = load_detector_config() if config is None else config
-    enabled = [spec for spec in config.values() if spec.get("enabled", True)]
-    readings = max(
-        (s["window"] + s.get("history", 0) for s in enabled if isinstance(s.get("window"), int)),
-        default=ZSCORE_WINDOW,
-    )
+    trailing windows (window and history), half again for gaps, and the days of the pattern
+    break's profile."""
+    config = detector_config(config)
+    chains = [
+        spec["window"] + spec.get("history", timedelta(0))
+        for spec in enabled_detectors(config).values()
+        if "window" in spec
+    ]
+    longest = max(chains, default=timedelta(minutes=ZSCORE_WINDOW))
     pattern = config.get("pattern_break", {})
     days = int(pattern.get("days", 0)) if pattern.get("enabled", True) else 0
-    return readings, days
+    return longest * 3 / 2, days
 
 
 def separation(config: Mapping) -> int:
@@ -449,10 +525,34 @@ def separation(config: Mapping) -> int:
     return max(spans, default=0)
 
 
+def counted_config(
+    config: Mapping, cadence_seconds: int | None, regular: bool
+) -> tuple[dict, dict[str, str]]:
+    """The config for sensors of one cadence: the detectors that can run there with their windows
+    as counts of readings (`counted_spec`), the z-scores' windows kept in time on irregular
+    sensors; and, per detector that cannot run, why."""
+    counted, skipped = {}, {}
+    for name, spec in config.items():
+        if name not in enabled_detectors(config):
+            counted[name] = dict(spec)
+            continue
+        one, reason = counted_spec(name, spec, cadence_seconds)
+        if one is None:
+            skipped[name] = str(reason)
+            continue
+        if not regular and name in ("rolling_zscore", "robust_zscore"):
+            one["window"] = spec["window"]
+        counted[name] = one
+    return counted, skipped
+
+
 def statistical_detectors(
     usable: pl.DataFrame, config: Mapping, timezone: str = "UTC", separated: bool = False
 ) -> list[pl.LazyFrame]:
-    """The enabled per-sensor statistical detectors over the watched readings, as lazy frames."""
+    """The enabled per-sensor statistical detectors over the watched readings, as lazy frames.
+
+    `config` has its windows as counts of readings (or the z-scores' as timedeltas), as
+    `counted_config` gives them for sensors of one cadence."""
     watched = usable.lazy()
     floor = pl.col("noise_floor")
     enabled = {name: spec for name, spec in config.items() if spec.get("enabled", True)}
@@ -465,28 +565,44 @@ def statistical_detectors(
     )
     shared = iqr_separated and "rolling_zscore" in enabled
     shared = shared and enabled["rolling_zscore"]["window"] == enabled["robust_zscore"]["window"]
+    shared = shared and enabled["rolling_zscore"].get("min_samples") == enabled["robust_zscore"].get(
+        "min_samples"
+    )
     if shared:  # the rolling z-score's trailing mean and deviation bound the robust one's: one pass
-        window = enabled["rolling_zscore"]["window"]
-        needed = needed_samples(window, None)
+        spec = enabled["rolling_zscore"]
+        window = spec["window"]
+        needed = needed_samples(window, spec.get("min_samples"))
         moments = usable.with_columns(
             trailing("mean", window, needed).alias("window_mean"),
             trailing("std", window, needed).alias("window_std"),
         )
-        spec = enabled["rolling_zscore"]
-        plans.append(zscores_of_moments(moments.lazy(), window, thresholds_of(spec), floor))
+        plans.append(
+            zscores_of_moments(moments.lazy(), window, thresholds_of(spec), floor, spec.get("label"))
+        )
     for name, detector in (("rolling_zscore", rolling_zscore), ("robust_zscore", robust_zscore)):
         if name in enabled:
             spec = enabled[name]
             if name == "rolling_zscore" and shared:
                 continue
+            common = {"min_samples": spec.get("min_samples"), "label": spec.get("label")}
             if name == "robust_zscore" and iqr_separated:
                 plans.append(
-                    robust_iqr_separated(moments if shared else usable, spec["window"], thresholds_of(spec))
+                    robust_iqr_separated(
+                        moments if shared else usable, spec["window"], thresholds_of(spec), **common
+                    )
                 )
                 continue
             extra = {"spread": spec.get("spread", "mad")} if name == "robust_zscore" else {}
             plans.append(
-                detector(watched, spec["window"], thresholds_of(spec), floor, separated=separated, **extra)
+                detector(
+                    watched,
+                    spec["window"],
+                    thresholds_of(spec),
+                    floor,
+                    separated=separated,
+                    **common,
+                    **extra,
+                )
             )
     slow = [enabled[name]["window"] for name in ("trend", "volatility") if name in enabled]
     if separated and len(slow) == 2 and slow[0] == slow[1]:  # one short-variance pass for both
@@ -535,6 +651,22 @@ def combined_with(found: pl.DataFrame, sensors: pl.DataFrame, config: Mapping) -
     return pl.concat([found, agreeing.collect(engine="in-memory")])
 
 
+def skipped_sensors(
+    readings: pl.DataFrame,
+    sensors: pl.DataFrame,
+    config: Mapping | None = None,
+    limits: Mapping | None = None,
+) -> pl.DataFrame:
+    """The watched sensors of `readings` (sensor_id, observed_at, value, optional qc_flag) each
+    enabled detector cannot run on at their cadence, and why: `detector`, `sensor_id`,
+    `cadence_seconds`, `reason` (`hourly cadence: a 60-minute window holds 1 reading, 3 needed`).
+    `sensors` has sensor_id, parameter, unit and, optionally, the registry's `interval_seconds`;
+    `config` and `limits` default to detectors.yaml and limits.yaml. `skip_sentences` words it."""
+    limits = load_limits() if limits is None else limits
+    cadences = watched_cadences(sorted_usable(readings), sensors, limits).filter("watched")
+    return skips_of(cadences, detector_config(config))
+
+
 def find_anomalies(
     readings: pl.DataFrame,
     sensors: pl.DataFrame,
@@ -550,23 +682,39 @@ def find_anomalies(
     [start, end) with their `station_id`.
 
     Failed or missing readings (QARTOD 4, 9) and readings with no finite value feed no detector;
-    suspect ones (3) do. `config` is detectors.yaml's content (default: the file); `window` and
-    `thresholds` override the rolling z-score's. `timezone` is the municipality's, for the
-    time-of-day buckets of the pattern break. The readings are sorted once and every detector
-    runs in one Polars query over them; the combined detector then reads their findings.
+    suspect ones (3) do. `config` is detectors.yaml's content (default: the file), windows as
+    durations; `window` (a duration) and `thresholds` override the rolling z-score's.
+    `timezone` is the municipality's, for the time-of-day buckets of the pattern break.
+
+    Sensors are judged in groups of one cadence (`sensor_cadences`): on regular sensors each
+    window runs as the count of readings it holds at that cadence, on irregular ones the
+    z-scores' windows run in time; a detector whose window holds too few readings at a group's
+    cadence does not run on it (`skipped_sensors` says which and why). Each group's detectors
+    run in one Polars query; the combined detector then reads all their findings.
     """
     limits = load_limits() if limits is None else limits
-    config = dict(load_detector_config() if config is None else config)
+    config = detector_config(config)
     if window is not None or thresholds is not None:
-        spec = dict(config.get("rolling_zscore", {"window": ZSCORE_WINDOW, "thresholds": ZSCORE_THRESHOLDS}))
-        spec.update({k: v for k, v in (("window", window), ("thresholds", thresholds)) if v is not None})
+        spec = dict(config.get("rolling_zscore", {"window": timedelta(minutes=ZSCORE_WINDOW)}))
+        spec.setdefault("thresholds", ZSCORE_THRESHOLDS)
+        if window is not None:
+            spec["window"] = parse_duration(window, "find_anomalies", "window")
+        if thresholds is not None:
+            spec["thresholds"] = thresholds
         config["rolling_zscore"] = spec
-    gap = separation(config)
-    watched, beyond = usable_readings(readings, sensors, limits, gap)
-    plans = [
-        *statistical_detectors(watched, config, timezone, separated=gap > 0),
-        limit_breaches(beyond.lazy(), limits),
-    ]
+    usable = sorted_usable(readings)
+    cadences = watched_cadences(usable, sensors, limits)
+    plans, beyond = [], []
+    for (cadence, regular), group in cadences.group_by("cadence_seconds", "regular", maintain_order=True):
+        counted, _ = counted_config(config, cadence, bool(regular))
+        gap = separation(counted)
+        watched, outside = assemble_readings(usable, group, limits, gap)
+        beyond.append(outside)
+        if watched.height:
+            plans += statistical_detectors(watched, counted, timezone, separated=gap > 0)
+    plans.append(
+        limit_breaches(pl.concat(beyond).lazy(), limits) if beyond else pl.LazyFrame(schema=ANOMALY_SCHEMA)
+    )
     # the in-memory engine: Polars 2.1's streaming engine miscounts the pattern break's runs here
     found = combined_with(pl.concat(pl.collect_all(plans, engine="in-memory")), sensors, config)
     return (
