@@ -35,7 +35,6 @@ def incident_kind(method: pl.Expr) -> pl.Expr:
     """The incident kind of an anomaly method."""
     return method.replace_strict(INCIDENT_KINDS, default=DEFAULT_KIND, return_dtype=pl.String)
 
-
 INCIDENT_SCHEMA = {
     "id": pl.Int64,
     "station_id": pl.String,
