@@ -164,15 +164,20 @@ def severity_of(
 
 
 def window_text(window: int | str | timedelta) -> str:
-    """A window as people say it: `60 readings`, `15 minutes`, `2 hours`, `1 day`."""
+    """A window as people say it: `60 readings`, `15 minutes`, `60 minutes`, `12 hours`, `1 day`."""
     if isinstance(window, int):
         return f"{window} readings"
     if isinstance(window, timedelta):
         seconds = int(window.total_seconds())
-        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-            if seconds % size == 0:
-                count = seconds // size
-                return f"{count} {unit}" + ("" if count == 1 else "s")
+        if seconds % 86400 == 0:
+            count, unit = seconds // 86400, "day"
+        elif seconds % 3600 == 0 and seconds > 6 * 3600:
+            count, unit = seconds // 3600, "hour"
+        elif seconds % 60 == 0:
+            count, unit = seconds // 60, "minute"
+        else:
+            count, unit = seconds, "second"
+        return f"{count} {unit}" + ("" if count == 1 else "s")
     return str(window)
 
 

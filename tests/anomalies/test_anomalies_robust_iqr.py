@@ -39,7 +39,12 @@ def test_the_separated_iqr_path_scores_every_reading_as_robust_zscore_does_from_
     found = find_anomalies(readings, sensors, T0, T0 + timedelta(days=1), limits, config=config)
 
     alone = robust_zscore(
-        readings.join(sensors, on="sensor_id").lazy(), 60, (0.0,) * 4, FLOORS, spread="iqr", label=timedelta(minutes=60)
+        readings.join(sensors, on="sensor_id").lazy(),
+        60,
+        (0.0,) * 4,
+        FLOORS,
+        spread="iqr",
+        label=timedelta(minutes=60),
     ).collect()
     columns = ["sensor_id", "observed_at", "score", "explanation"]
     assert found.height > 500  # from the 31st reading of each sensor, every one
