@@ -65,6 +65,8 @@ def test_a_15_minute_sensor_with_a_step_is_found_by_both_z_scores_over_a_60_minu
     assert set(at_step["severity"]) == {"CRITICAL"}
     assert set(at_step["window"]) == {"60 minutes"}
     assert found.filter(pl.col("observed_at") < step_time).height < 10  # noise is mostly quiet
+    # the new level fills the window within an hour: no finding outlives its evidence
+    assert found.filter(pl.col("observed_at") >= step_time + timedelta(minutes=60)).is_empty()
     assert skipped_sensors(readings, _sensors(("ph-1", "ph", "pH")), Z_ONLY, LIMITS).is_empty()
 
 
