@@ -1,9 +1,10 @@
 """Which injected faults the shipped QC and detectors alarm on at each cadence of the sample generator.
 
-`python -m tasks.bench_cadence 60 300 900` simulates the first sample municipality at each interval
-(`tasks.evaluation.synthetic.simulate`), flags it with the shipped QC told the interval (as a
-municipality's qc.yaml would: `expected_interval_seconds`), runs `find_anomalies` with the shipped
-detectors.yaml and scores both with `tasks.evaluation.synthetic.score_faults`, per kind of fault.
+`python -m tasks.bench_cadence 60 300 900 [--days 14 --stations 3 --seed 7]` simulates the first
+sample municipality at each interval (`tasks.evaluation.synthetic.simulate`), flags it with the
+shipped QC told the interval (as a municipality's qc.yaml would: `expected_interval_seconds`), runs
+`find_anomalies` with the shipped detectors.yaml and scores both with
+`tasks.evaluation.synthetic.score_faults`, per kind of fault.
 Beside it, two lines on the same readings: the detectors alone (no QC flag counts) and a bare
 baseline, a per-sensor 60-minute rolling z-score (|z| >= 3, no noise floor). Nothing is tuned here.
 """
@@ -80,7 +81,11 @@ def cadence_figures(interval_seconds: int, days: int = 14, stations: int = 3, se
 
 def print_cadence_figures(figures: dict) -> None:
     scored = figures["scored"]
-    print(f"\n{figures['interval_seconds']} s cadence, {figures['readings']:,} readings")
+    settings = figures["scored"]["qc_and_detectors"]["settings"]
+    print(
+        f"\n{figures['interval_seconds']} s cadence, {figures['readings']:,} readings "
+        f"({settings['days']} days, {settings['stations']} stations, seed {settings['seed']})"
+    )
     print(f"  {'kind':14} {'QC + detectors':>16} {'detectors alone':>16} {'bare 60-min z>=3':>17}")
     for kind in scored["qc_and_detectors"]["kinds"]:
         if kind in SLOW_KINDS:
@@ -97,6 +102,18 @@ def print_cadence_figures(figures: dict) -> None:
         print(f"  {sentence}")
 
 
+def main(argv: list[str]) -> None:
+    """`python -m tasks.bench_cadence [INTERVAL ...] [--days N] [--stations N] [--seed N]`."""
+    options = {"days": 14, "stations": 3, "seed": 7}
+    intervals, args = [], iter(argv)
+    for arg in args:
+        if arg.startswith("--") and arg[2:] in options:
+            options[arg[2:]] = int(next(args))
+        else:
+            intervals.append(int(arg))
+    for interval in intervals or [60, 300, 900]:
+        print_cadence_figures(cadence_figures(interval, **options))
+
+
 if __name__ == "__main__":
-    for interval in [int(arg) for arg in sys.argv[1:]] or [60, 300, 900]:
-        print_cadence_figures(cadence_figures(interval))
+    main(sys.argv[1:])
