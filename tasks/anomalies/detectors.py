@@ -171,8 +171,11 @@ def usable_readings(
 
 
 def detector_config(config: Mapping | None = None) -> dict:
-    """detectors.yaml's content (default: the file) with its windows as timedeltas."""
-    return load_detector_config() if config is None else parse_detector_config(config, "the detector config")
+    """detectors.yaml's content (default: the file) with its windows as timedeltas: a copy, so a
+    caller's overrides never reach the cached file."""
+    if config is None:
+        return {name: dict(spec) for name, spec in load_detector_config().items()}
+    return parse_detector_config(config, "the detector config")
 
 
 def detector_lookback(config: Mapping | None = None) -> tuple[timedelta, int]:
