@@ -175,7 +175,8 @@ def skips_of(cadences: pl.DataFrame, config: Mapping) -> pl.DataFrame:
 
 def skip_sentences(skipped: pl.DataFrame) -> list[str]:
     """One sentence per detector naming the sensors it skipped and why, e.g. `robust_zscore skipped
-    2 sensors (hourly cadence: a 60-minute window holds 1 reading, 3 needed): a, b`."""
+    2 sensors (hourly cadence: a 60-minute window holds 1 reading, 3 needed): a, b`, or with
+    several reasons `trend skipped 3 sensors: 2 (15-minute cadence: ...): a, b; 1 (hourly ...): c`."""
     sentences = []
     for (detector,), rows in skipped.group_by("detector", maintain_order=True):
         reasons = rows.group_by("reason", maintain_order=True).agg(pl.col("sensor_id").sort())
@@ -183,6 +184,7 @@ def skip_sentences(skipped: pl.DataFrame) -> list[str]:
         total = rows.height
         head = f"{detector} skipped {total} sensor" + ("" if total == 1 else "s")
         if len(parts) == 1:
-            parts = [parts[0].split(" ", 1)[1]]
-        sentences.append(f"{head} " + "; ".join(parts))
+            sentences.append(f"{head} {parts[0].split(' ', 1)[1]}")
+        else:
+            sentences.append(f"{head}: " + "; ".join(parts))
     return sentences

@@ -159,3 +159,27 @@ def test_a_window_that_is_not_a_duration_is_refused_naming_the_file_and_key(tmp_
     assert "not a duration: write a positive whole number with its unit, like 60m, 2h or 1d" in str(
         refused.value
     )
+
+
+def test_a_detector_skipping_sensors_for_two_reasons_says_both_in_one_sentence():
+    quarter = _readings("ph-15", [15 * i for i in range(192)], _stepped(15, 192, 150))
+    hourly = _readings("ph-60", [60 * i for i in range(48)], _stepped(60, 48, 40))
+    sensors = _sensors(("ph-15", "ph", "pH"), ("ph-60", "ph", "pH"))
+
+    sentences = skip_sentences(skipped_sensors(pl.concat([quarter, hourly]), sensors, limits=LIMITS))
+
+    assert sentences[0] == (
+        "pattern_break skipped 1 sensor (hourly cadence: a 60-minute bucket holds 1 reading, 3 needed): ph-60"
+    )
+    assert sentences[3] == (
+        "trend skipped 2 sensors: "
+        "1 (15-minute cadence: a 15-minute window holds 1 reading, 5 needed): ph-15; "
+        "1 (hourly cadence: a 15-minute window holds 0 readings, 5 needed): ph-60"
+    )
+    assert [s.split(" skipped")[0] for s in sentences] == [
+        "pattern_break",
+        "robust_zscore",
+        "rolling_zscore",
+        "trend",
+        "volatility",
+    ]
