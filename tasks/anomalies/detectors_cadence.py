@@ -56,11 +56,11 @@ def sensor_cadences(usable: pl.DataFrame, sensors: pl.DataFrame) -> pl.DataFrame
     registry = {}
     if "interval_seconds" in sensors.columns:
         registry = dict(sensors.select("sensor_id", "interval_seconds").drop_nulls().iter_rows())
-    times = usable["observed_at"].dt.epoch("us").to_numpy()
+    spacings = np.diff(usable["observed_at"].dt.epoch("us").to_numpy())  # one pass for every sensor
     cadences: list[int | None] = []
     regular: list[bool] = []
     for sensor_id, offset, length in zip(runs["value"], offsets, lengths, strict=True):
-        spacing = np.diff(times[offset : offset + length])
+        spacing = spacings[offset : offset + max(length - 1, 0)]  # within the sensor's own rows
         if len(spacing) >= MIN_SPACINGS:
             median = int(round(float(np.median(spacing)) / US))
             cadence = median if median > 0 else None
@@ -68,7 +68,8 @@ def sensor_cadences(usable: pl.DataFrame, sensors: pl.DataFrame) -> pl.DataFrame
             interval = registry.get(sensor_id)
             cadence = int(interval) if interval else None
         cadences.append(cadence)
-        share = float(np.mean(np.abs(spacing - (cadence or 0) * US) <= US // 2)) if len(spacing) else 0.0
+        on_cadence = np.count_nonzero(np.abs(spacing - (cadence or 0) * US) <= US // 2)
+        share = on_cadence / len(spacing) if len(spacing) else 0.0
         regular.append(cadence is not None and share >= REGULAR_SHARE)
     return pl.DataFrame(
         {
