@@ -77,6 +77,7 @@ __all__ = [
     "load_limits",
     "noise_floors",
     "number_text",
+    "parse_duration",
     "pattern_breaks",
     "robust_zscore",
     "rolling_zscore",

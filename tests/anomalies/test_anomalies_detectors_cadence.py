@@ -11,6 +11,7 @@ from tasks.anomalies.detectors import (
     DetectorConfigError,
     find_anomalies,
     load_detector_config,
+    parse_duration,
     robust_zscore,
     rolling_zscore,
     skip_sentences,
@@ -183,3 +184,12 @@ def test_a_detector_skipping_sensors_for_two_reasons_says_both_in_one_sentence()
         "trend",
         "volatility",
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [("90s", 90), ("15m", 900), ("60m", 3600), ("2h", 7200), ("1h30m", 5400), ("1d", 86400)],
+)
+def test_windows_are_written_as_durations(written: str, seconds: int):
+    assert parse_duration(written) == timedelta(seconds=seconds)
+    assert parse_duration(timedelta(seconds=seconds)) == timedelta(seconds=seconds)
