@@ -75,6 +75,7 @@ __all__ = [
     "limits_frame",
     "load_detector_config",
     "load_limits",
+    "needed_samples",
     "noise_floors",
     "number_text",
     "parse_duration",

@@ -95,12 +95,21 @@ def needed_in_time(window: str | timedelta) -> pl.Expr:
     return pl.max_horizontal(pl.lit(MIN_READINGS), (MIN_SHARE * promised).ceil()).cast(pl.Int64)
 
 
-def needed_samples(window: int | str | timedelta, min_samples: int | None) -> int | pl.Expr:
-    """At least `min_samples` earlier readings: by default half a count window, and in a time
-    window max(3, half the readings it holds at each sensor's median spacing)."""
+def needed_samples(window: int | str | timedelta, min_samples: int | None) -> int:
+    """The fewest earlier readings a window judges with: `min_samples`, else half a count window,
+    else in a time window MIN_READINGS (3), the least any sensor needs (each sensor needs
+    max(3, half the readings the window holds at its spacing): `window_needs`)."""
     if min_samples:
         return min_samples
-    return max(2, window // 2) if isinstance(window, int) else needed_in_time(window)
+    return max(2, window // 2) if isinstance(window, int) else MIN_READINGS
+
+
+def window_needs(window: int | str | timedelta, min_samples: int | None) -> int | pl.Expr:
+    """What `rolling_zscore` and `robust_zscore` need before a reading: `needed_samples`, but in a
+    time window without `min_samples` each sensor's `needed_in_time`."""
+    if min_samples or isinstance(window, int):
+        return needed_samples(window, min_samples)
+    return needed_in_time(window)
 
 
 def zscore_rows(
@@ -149,7 +158,7 @@ def rolling_zscore(
     is LOW, MEDIUM, HIGH or CRITICAL as |z| passes each threshold. `label` is the duration a
     count window stands for, as findings name their window.
     """
-    needed = needed_samples(window, min_samples)
+    needed = window_needs(window, min_samples)
     moments = sorted_readings(readings, separated).with_columns(
         per_sensor(trailing("mean", window, needed), separated).alias("window_mean"),
         per_sensor(trailing("std", window, needed), separated).alias("window_std"),
@@ -198,7 +207,7 @@ def robust_zscore(
     """
     if spread not in ROBUST_SPREADS:
         raise ValueError(f"unknown spread {spread!r}: use one of {', '.join(ROBUST_SPREADS)}")
-    needed = needed_samples(window, min_samples)
+    needed = window_needs(window, min_samples)
     centre = trailing("median", window, needed)
     if spread == "mad":
         deviation = trailing("median", window, needed, (pl.col("value") - pl.col("window_centre")).abs())

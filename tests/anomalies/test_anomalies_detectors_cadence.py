@@ -11,6 +11,7 @@ from tasks.anomalies.detectors import (
     DetectorConfigError,
     find_anomalies,
     load_detector_config,
+    needed_samples,
     parse_duration,
     robust_zscore,
     rolling_zscore,
@@ -193,3 +194,9 @@ def test_a_detector_skipping_sensors_for_two_reasons_says_both_in_one_sentence()
 def test_windows_are_written_as_durations(written: str, seconds: int):
     assert parse_duration(written) == timedelta(seconds=seconds)
     assert parse_duration(timedelta(seconds=seconds)) == timedelta(seconds=seconds)
+
+
+def test_needed_samples_stays_a_number_for_callers_that_word_it():
+    assert needed_samples(60, None) == 30
+    assert needed_samples(timedelta(minutes=60), None) == 3  # the least any sensor needs
+    assert needed_samples(timedelta(minutes=60), 12) == 12
