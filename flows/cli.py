@@ -46,7 +46,13 @@ def sample(
     days: Annotated[int, typer.Option(help="Days of readings to generate.")] = 2,
     municipalities: Annotated[int, typer.Option(help="How many municipalities.")] = 3,
     stations: Annotated[int, typer.Option(help="Stations per municipality.")] = 3,
-    interval: Annotated[int, typer.Option(help="Seconds between online readings.")] = 60,
+    interval: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Seconds between online readings (60, 300, 900...); repeat it to mix cadences: "
+            "municipality k reads at the k-th interval, round-robin."
+        ),
+    ] = None,
     start: Annotated[
         str | None, typer.Option(help="First day (YYYY-MM-DD); default: days ending two days ago.")
     ] = None,
@@ -56,10 +62,12 @@ def sample(
     ] = None,
 ) -> None:
     """Write realistic synthetic input files (registry, readings, lab samples, labels) into the inbox."""
-    summary = _generate_sample(days, municipalities, stations, interval, start, seed, inbox)
+    summary = _generate_sample(days, municipalities, stations, interval or [60], start, seed, inbox)
+    towns = summary.municipalities.values()
+    cadences = ", ".join(f"{m.municipality_id} every {m.interval_seconds} s" for m in towns)
     console.print(
         f"wrote {summary.total_readings:,} readings for {len(summary.municipality_ids)} "
-        f"municipalities into {summary.inbox_url}",
+        f"municipalities into {summary.inbox_url} ({cadences})",
         soft_wrap=True,
     )
 

@@ -19,7 +19,7 @@ from tasks.analytics.readings import (
     read_municipality_sensors,
     read_sensor_readings,
 )
-from tasks.anomalies.detectors import detector_lookback, find_anomalies
+from tasks.anomalies.detectors import detector_lookback, find_anomalies, skip_sentences, skipped_sensors
 from tasks.anomalies.incident_store import (
     assign_anomalies,
     open_new_incidents,
@@ -32,7 +32,7 @@ from tasks.anomalies.incidents import QUIET_PERIOD, plan_incidents
 from tasks.calendar import local_day_bounds
 from tasks.database import begin, is_postgres, load_sql, read_frame
 from tasks.models import Anomaly, utcnow
-from tasks.stages import stage
+from tasks.stages import run_logger, stage
 
 ANOMALY_KEY = ["sensor_id", "observed_at", "method"]
 
@@ -47,8 +47,9 @@ def read_detection_readings(
     days: int | None = None,
 ) -> pl.DataFrame:
     """The readings of [start, end) plus, per sensor, the lookback the detectors need: `window`
-    readings (default: the longest chain of windows in detectors.yaml) and at least `days`
-    whole days before (default: the pattern break's profile days)."""
+    (a duration, default: the longest chain of windows in detectors.yaml with half again for
+    gaps; or a count of readings at each sensor's interval) and at least `days` whole days
+    before (default: the pattern break's profile days)."""
     needed_window, needed_days = detector_lookback()
     window = needed_window if window is None else window
     days = needed_days if days is None else days
@@ -113,6 +114,9 @@ def detect_anomalies(
         sensors = read_municipality_sensors(conn, municipality_id)
         readings = read_detection_readings(conn, municipality_id, sensors, start, end)
         found = find_anomalies(readings, sensors, start, end, timezone=tz)
+        skipped = skipped_sensors(readings, sensors)
+        for sentence in skip_sentences(skipped):
+            run_logger(__name__).info("%s, %s: %s", municipality_id, day.isoformat(), sentence)
         from tasks.detection.nightly import learned_anomalies  # it builds on this package
 
         learned = learned_anomalies(conn, municipality_id, sensors, start, end)
@@ -136,5 +140,8 @@ def detect_anomalies(
             "incidents_extended": joined.height,
             "incidents_escalated": escalated,
             "incidents_resolved": resolved,
+            "detectors_skipped": {
+                name: n for name, n in skipped.group_by("detector").len().sort("detector").iter_rows()
+            },
         }
     return result.as_dict()

@@ -8,6 +8,7 @@ Every detector takes readings with `sensor_id`, `observed_at` (UTC), `value`, `p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
@@ -51,10 +52,51 @@ def load_limits(path: Path = LIMITS_PATH) -> dict:
     return yaml.safe_load(path.read_text())
 
 
+DURATION_KEYS = ("window", "history")  # a detector's windows, written as durations
+DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+DURATION_UNITS = (86400, 3600, 60, 1)
+
+
+class DetectorConfigError(ValueError):
+    """A detectors.yaml setting that cannot be used, worded for the person who wrote it."""
+
+
+def parse_duration(value: object, where: str = "detectors.yaml", key: str = "window") -> timedelta:
+    """A window written as a duration (`60m`, `2h`, `1d`, `1h30m`, `90s`, or a timedelta) as a
+    timedelta; anything else, a bare count of readings included, is refused with a sentence
+    naming `where` (the file) and `key` (detector.setting)."""
+    if isinstance(value, timedelta) and value > timedelta(0):
+        return value
+    match = DURATION.match(value.strip()) if isinstance(value, str) else None
+    if match and any(match.groups()):
+        seconds = sum(int(n) * unit for n, unit in zip(match.groups(), DURATION_UNITS, strict=True) if n)
+        if seconds > 0:
+            return timedelta(seconds=seconds)
+    raise DetectorConfigError(
+        f"{where}: {key} is {value!r}, not a duration: write a positive whole number with its unit, "
+        "like 60m, 2h or 1d (windows are stretches of time, not counts of readings)"
+    )
+
+
+def parse_detector_config(config: Mapping, where: str = "detectors.yaml") -> dict:
+    """`config` (detectors.yaml's content) with every window and history as a timedelta."""
+    parsed = {}
+    for name, spec in config.items():
+        if not isinstance(spec, Mapping):
+            raise DetectorConfigError(f"{where}: {name} is {spec!r}, not a mapping of settings")
+        spec = dict(spec)
+        for key in DURATION_KEYS:
+            if key in spec:
+                spec[key] = parse_duration(spec[key], where, f"{name}.{key}")
+        parsed[name] = spec
+    return parsed
+
+
 @lru_cache(maxsize=4)
 def load_detector_config(path: Path = DETECTORS_PATH) -> dict:
-    """Windows, thresholds and switches of each detector, from `tasks/anomalies/detectors.yaml`."""
-    return yaml.safe_load(path.read_text())
+    """Windows, thresholds and switches of each detector, from `tasks/anomalies/detectors.yaml`,
+    with the windows as timedeltas (a window that is not a duration is refused)."""
+    return parse_detector_config(yaml.safe_load(path.read_text()), str(path))
 
 
 def thresholds_of(spec: Mapping) -> Thresholds:
@@ -122,11 +164,20 @@ def severity_of(
 
 
 def window_text(window: int | str | timedelta) -> str:
+    """A window as people say it: `60 readings`, `15 minutes`, `60 minutes`, `12 hours`, `1 day`."""
     if isinstance(window, int):
         return f"{window} readings"
     if isinstance(window, timedelta):
-        minutes = int(window.total_seconds() // 60)
-        return f"{minutes} minutes" if minutes % 60 else f"{minutes // 60} hours"
+        seconds = int(window.total_seconds())
+        if seconds % 86400 == 0:
+            count, unit = seconds // 86400, "day"
+        elif seconds % 3600 == 0 and seconds > 6 * 3600:
+            count, unit = seconds // 3600, "hour"
+        elif seconds % 60 == 0:
+            count, unit = seconds // 60, "minute"
+        else:
+            count, unit = seconds, "second"
+        return f"{count} {unit}" + ("" if count == 1 else "s")
     return str(window)
 
 

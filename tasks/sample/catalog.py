@@ -261,9 +261,7 @@ def registry_document(
     calibrated_days = rng.integers(5, 120, n_online + len(LAB_PARAMETERS))
     calibrated_days[rng.integers(0, n_online)] = 260  # one sensor overdue for calibration
     stations, k = [], 0
-    for s, (station_id, name) in enumerate(
-        zip(layout.station_ids, layout.station_names, strict=True)
-    ):
+    for s, (station_id, name) in enumerate(zip(layout.station_ids, layout.station_names, strict=True)):
         sensors = []
         for parameter_name in ONLINE_PARAMETERS:
             sensors.append(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -48,6 +49,7 @@ class MunicipalitySample:
     files_written: int
     labelled_events: int
     readings_files: tuple[str, ...] = ()
+    interval_seconds: int = 60  # between its online readings
 
     @property
     def bad_rows_total(self) -> int:
@@ -130,9 +132,7 @@ def readings_frame(
             "sensor_id": pl.Series(ids).gather(sensor_idx),
             "station_id": pl.Series(np.repeat(layout.station_ids, n_params)).gather(sensor_idx),
             "parameter": pl.Series(list(ONLINE_PARAMETERS) * n_stations).gather(sensor_idx),
-            "observed_at": pl.Series(np.repeat(times_us, len(ids))[keep]).cast(
-                pl.Datetime("us", "UTC")
-            ),
+            "observed_at": pl.Series(np.repeat(times_us, len(ids))[keep]).cast(pl.Datetime("us", "UTC")),
             "value": flat_values[keep],
             "labelled": labelled.reshape(-1, n_times)[order].T.ravel()[keep],
         }
@@ -187,9 +187,7 @@ def generate_municipality(
     day_starts = local_midnights_us(start, days, layout.town.timezone)
     start_utc = datetime.fromtimestamp(day_starts[0] / US, UTC)
 
-    document = registry_document(
-        layout, start=start_utc, interval_seconds=interval_seconds, rng=registry_rng
-    )
+    document = registry_document(layout, start=start_utc, interval_seconds=interval_seconds, rng=registry_rng)
     keys = [f"{mid}/registry.yaml"]
     inbox.put_bytes(keys[0], registry_yaml(document))
 
@@ -201,10 +199,7 @@ def generate_municipality(
         for p, u in ((p, parameter(p).unit) for p in ONLINE_PARAMETERS)
     }
     frame = frame.with_columns(unit=pl.col("parameter").replace_strict(units))
-    day_of_row = (
-        np.searchsorted(day_starts, frame["observed_at"].dt.epoch("us").to_numpy(), side="right")
-        - 1
-    )
+    day_of_row = np.searchsorted(day_starts, frame["observed_at"].dt.epoch("us").to_numpy(), side="right") - 1
 
     good, bad_counts, bad_frames, readings_files = 0, dict.fromkeys(BAD_KINDS, 0), [], []
     lab, lab_labels = simulate_lab(layout, day_starts, lab_rng)
@@ -246,14 +241,12 @@ def generate_municipality(
             end=pl.col("end").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
     )
-    bad_rows = pl.concat(bad_frames).with_columns(
-        pl.col("observed_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    )
+    bad_rows = pl.concat(bad_frames).with_columns(pl.col("observed_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
     inbox.put_bytes(f"{mid}/labels/events.csv", labels.write_csv().encode())
     inbox.put_bytes(f"{mid}/labels/bad_rows.csv", bad_rows.write_csv().encode())
     keys += [f"{mid}/labels/events.csv", f"{mid}/labels/bad_rows.csv"]
     return MunicipalitySample(
-        mid, good, bad_counts, lab.height, len(keys), labels.height, tuple(readings_files)
+        mid, good, bad_counts, lab.height, len(keys), labels.height, tuple(readings_files), interval_seconds
     )
 
 
@@ -264,14 +257,18 @@ def generate_sample(
     days: int = 2,
     municipalities: int = 3,
     stations_per_municipality: int = 3,
-    interval_seconds: int = 60,
+    interval_seconds: int | Sequence[int] = 60,
     seed: int = 7,
     file_format: str = "mixed",
 ) -> SampleSummary:
-    """Write a deterministic sample inbox (same arguments, same bytes) and return its counts."""
+    """Write a deterministic sample inbox (same arguments, same bytes) and return its counts.
+
+    `interval_seconds` is the seconds between online readings; several (60, 300, 900) mix
+    cadences: the k-th municipality reads every `interval_seconds[k % len]` seconds."""
     if file_format not in (*FILE_FORMATS, "mixed"):
         raise ValueError(f"file_format must be one of mixed, {', '.join(FILE_FORMATS)}")
-    if min(days, municipalities, stations_per_municipality, interval_seconds) < 1:
+    intervals = [interval_seconds] if isinstance(interval_seconds, int) else list(interval_seconds)
+    if not intervals or min(days, municipalities, stations_per_municipality, *intervals) < 1:
         raise ValueError("days, municipalities, stations and interval must be at least 1")
     samples = [
         generate_municipality(
@@ -280,7 +277,7 @@ def generate_sample(
             start=start,
             days=days,
             stations=stations_per_municipality,
-            interval_seconds=interval_seconds,
+            interval_seconds=intervals[k % len(intervals)],
             seed=seed,
             file_format=file_format,
         )

@@ -128,9 +128,7 @@ def base_signals(layout: Layout, times_us: np.ndarray, rng: np.random.Generator)
         + rng.normal(0, 0.012, shape)
     )
     turbidity = (
-        col(0.09, 0.16)
-        * np.exp(rng.normal(0, 0.08, shape))
-        * (1 + 0.1 * _wander(rng, shape, t_days))
+        col(0.09, 0.16) * np.exp(rng.normal(0, 0.08, shape)) * (1 + 0.1 * _wander(rng, shape, t_days))
         + 0.05 * demand
     )
     conductivity = (
@@ -201,9 +199,7 @@ def simulate_online(
     n_stations, n_params, n_times = values.shape
     station_days = n_stations * n_times * interval_seconds / 86400
     margin = max(1, 3600 // interval_seconds)
-    sensor_ids = np.array(
-        [[layout.sensor_id(s, p) for p in ONLINE_PARAMETERS] for s in layout.station_ids]
-    )
+    sensor_ids = np.array([[layout.sensor_id(s, p) for p in ONLINE_PARAMETERS] for s in layout.station_ids])
     labels: list[tuple[int, str, str, int, int]] = []  # station, sensor_ids, kind, first, last
 
     # Place the windows first (one per station at a time, an hour apart), then apply them.
@@ -248,9 +244,7 @@ def simulate_online(
         values[s, P["conductivity"], window] += profile * rng.uniform(120.0, 300.0)
         values[s, P["ph"], window] -= profile * rng.uniform(0.15, 0.4)
         labelled[s, :, window] = True
-        labels.append(
-            (s, ";".join(sensor_ids[s, moving]), "contamination", first, first + length - 1)
-        )
+        labels.append((s, ";".join(sensor_ids[s, moving]), "contamination", first, first + length - 1))
 
     spike_probability = min(0.01, SPIKES_PER_SENSOR_DAY * interval_seconds / 86400)
     spikes = (rng.random(values.shape) < spike_probability) & ~_dilate(occupied, margin)[:, None]
@@ -295,7 +289,11 @@ def simulate_online(
         s, p = candidates[int(pick)]
         first = int(rng.integers(n_times // 10, max(n_times // 10 + 1, n_times // 2)))
         values[s, p, first:] = foul(
-            values[s, p, first:], labelled[s, p, first:], p, interval_seconds, rng.uniform(0, 1),
+            values[s, p, first:],
+            labelled[s, p, first:],
+            p,
+            interval_seconds,
+            rng.uniform(0, 1),
             int(DECIMALS[p]),
         )
         labels.append((s, str(sensor_ids[s, p]), "fouling", first, n_times - 1))

@@ -38,9 +38,7 @@ def read_events(inbox: ObjectStore, municipality_id: str) -> pl.DataFrame:
     frame = pl.read_csv(
         io.BytesIO(inbox.get_bytes(f"{municipality_id}/labels/events.csv")), infer_schema=False
     )
-    return frame.with_columns(
-        _utc("start"), _utc("end"), sensor_ids=pl.col("sensor_ids").str.split(";")
-    )
+    return frame.with_columns(_utc("start"), _utc("end"), sensor_ids=pl.col("sensor_ids").str.split(";"))
 
 
 def read_bad_rows(inbox: ObjectStore, municipality_id: str) -> pl.DataFrame:

@@ -229,3 +229,34 @@ def test_another_municipalitys_readings_never_become_these_anomalies(database, s
     assert _table(ANOMALIES, ANOMALY_TIMES).is_empty()
     assert _table(INCIDENTS, INCIDENT_TIMES).is_empty()
     assert _events() == []
+
+
+def test_a_detector_that_cannot_run_on_a_sensor_says_so_once_in_the_run_log(database, seed, caplog):
+    start = _local(DAY - timedelta(days=1), 0)
+    hourly = pl.DataFrame(
+        {
+            "sensor_id": "rv-lead",
+            "observed_at": [start + timedelta(hours=i) for i in range(48)],
+            "value": [2.0 + 0.1 * (i % 3) for i in range(48)],
+        }
+    )
+    with begin() as conn:
+        batch = seed.municipality(
+            conn, "riverton", "America/Chicago", {"rv-turb": "turbidity", "rv-lead": "lead"}
+        )
+        seed.readings(conn, "riverton", batch, _turbidity("rv-turb", 2, {}))
+        seed.readings(conn, "riverton", batch, hourly)
+
+    with caplog.at_level("INFO", logger="tasks.anomalies.detection"):
+        result = detect_anomalies.fn("riverton", DAY)
+
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    hourly_window = "(hourly cadence: a 60-minute window holds 1 reading, 3 needed): rv-lead"
+    assert f"riverton, 2026-05-01: robust_zscore skipped 1 sensor {hourly_window}" in lines
+    assert f"riverton, 2026-05-01: rolling_zscore skipped 1 sensor {hourly_window}" in lines
+    assert (
+        "riverton, 2026-05-01: pattern_break skipped 1 sensor "
+        "(hourly cadence: a 60-minute bucket holds 1 reading, 3 needed): rv-lead"
+    ) in lines
+    assert len(lines) == len({line.split(" skipped")[0] for line in lines})  # one line per detector
+    assert result["details"]["detectors_skipped"]["robust_zscore"] == 1

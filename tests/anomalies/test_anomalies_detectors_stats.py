@@ -289,13 +289,14 @@ def test_find_anomalies_runs_every_detector_over_sensors_at_once_as_each_does_al
     assert_frame_equal(found.select(key), expected.select(key), check_exact=False, rel_tol=1e-9)
 
 
-def test_the_lookback_covers_the_longest_window_chain_and_the_pattern_days():
+def test_the_lookback_covers_the_longest_window_chain_with_room_for_gaps_and_the_pattern_days():
     config = load_detector_config()
-    readings, days = detector_lookback(config)
-    assert readings == config["trend"]["window"] + config["trend"]["history"]
+    lookback, days = detector_lookback(config)
+    assert lookback == (config["trend"]["window"] + config["trend"]["history"]) * 3 / 2
+    assert config["trend"]["history"] == timedelta(days=1)
     assert days == config["pattern_break"]["days"] == 7
-    assert detector_lookback({"rolling_zscore": {"window": 30}, "pattern_break": {"enabled": False}}) == (
-        30,
+    assert detector_lookback({"rolling_zscore": {"window": "30m"}, "pattern_break": {"enabled": False}}) == (
+        timedelta(minutes=45),
         0,
     )
 

@@ -33,13 +33,18 @@ def test_the_separated_iqr_path_scores_every_reading_as_robust_zscore_does_from_
         }
     )
     limits = {p: {"noise_floor": f} for p, f in FLOORS.items()}
-    iqr = {"window": 60, "spread": "iqr", "thresholds": [0.0, 0.0, 0.0, 0.0]}
+    iqr = {"window": "60m", "spread": "iqr", "thresholds": [0.0, 0.0, 0.0, 0.0]}
     config = {"robust_zscore": iqr, "combined": {"enabled": False}}
 
     found = find_anomalies(readings, sensors, T0, T0 + timedelta(days=1), limits, config=config)
 
     alone = robust_zscore(
-        readings.join(sensors, on="sensor_id").lazy(), 60, (0.0,) * 4, FLOORS, spread="iqr"
+        readings.join(sensors, on="sensor_id").lazy(),
+        60,
+        (0.0,) * 4,
+        FLOORS,
+        spread="iqr",
+        label=timedelta(minutes=60),
     ).collect()
     columns = ["sensor_id", "observed_at", "score", "explanation"]
     assert found.height > 500  # from the 31st reading of each sensor, every one

@@ -29,9 +29,7 @@ def sample(tmp_path_factory):
 
 
 def _registries(inbox: ObjectStore, summary) -> dict:
-    return {
-        m: parse_registry(inbox.get_bytes(f"{m}/registry.yaml")) for m in summary.municipality_ids
-    }
+    return {m: parse_registry(inbox.get_bytes(f"{m}/registry.yaml")) for m in summary.municipality_ids}
 
 
 def test_each_municipality_gets_registry_daily_readings_lab_files_and_labels(sample):
@@ -53,9 +51,7 @@ def test_each_municipality_gets_registry_daily_readings_lab_files_and_labels(sam
             f"{m}/labels/bad_rows.csv",
         }
         assert summary.municipalities[m].files_written == len(keys)
-    suffixes = {
-        k.split(".", 1)[1] for m in summary.municipality_ids for k in inbox.list(f"{m}/readings")
-    }
+    suffixes = {k.split(".", 1)[1] for m in summary.municipality_ids for k in inbox.list(f"{m}/readings")}
     assert suffixes == {"csv", "csv.gz", "parquet"}
 
 
@@ -77,8 +73,7 @@ def test_registries_parse_with_distinct_zones_standards_and_example_regulators(s
         assert all(se.id == f"{station}-{se.parameter}" for station, se in online)
         assert {station for station, _ in lab} == {f"{m}-distribution"}
         assert sorted(se.id for _, se in lab) == sorted(
-            f"{m}-lab-{p}"
-            for p in ("lead", "copper", "arsenic", "nitrate", "nitrite", "fluoride", "e_coli")
+            f"{m}-lab-{p}" for p in ("lead", "copper", "arsenic", "nitrate", "nitrite", "fluoride", "e_coli")
         )
 
 
@@ -87,8 +82,7 @@ def test_registries_apply_to_the_database(sample, database):
     with begin() as conn:
         applied = [apply_registry(conn, spec) for spec in _registries(inbox, summary).values()]
         sensors = conn.exec_driver_sql(
-            "select municipality_id, count(*) from sensors group by municipality_id "
-            "order by municipality_id"
+            "select municipality_id, count(*) from sensors group by municipality_id order by municipality_id"
         ).all()
     assert applied == summary.municipality_ids
     assert [tuple(row) for row in sensors] == [
@@ -141,9 +135,7 @@ def test_same_seed_writes_identical_bytes_and_another_seed_does_not(tmp_path):
         else:
             assert first.get_bytes(key) == second.get_bytes(key), key
     readings = [k for k in keys if "/readings/" in k]
-    assert any(
-        not read_readings_file(first, k).equals(read_readings_file(third, k)) for k in readings
-    )
+    assert any(not read_readings_file(first, k).equals(read_readings_file(third, k)) for k in readings)
 
 
 def test_a_municipality_does_not_depend_on_how_many_are_generated(tmp_path):
@@ -226,9 +218,7 @@ def test_injected_bad_rows_are_exactly_what_a_gate_refuses_and_what_the_summary_
                 rows.select("row", "sensor_id", "observed_at"),
             )
             assert 5 <= rows.height <= 15
-        written = sum(
-            read_readings_file(inbox, k).height for k in summary.municipalities[m].readings_files
-        )
+        written = sum(read_readings_file(inbox, k).height for k in summary.municipalities[m].readings_files)
         assert summary.municipalities[m].readings == written - labelled.height
         assert_frame_equal(
             pl.concat(found).select("file", "row", "kind").sort("file", "row"),

@@ -36,9 +36,7 @@ def sample(tmp_path_factory):
         for key in summary.municipalities[m].readings_files:
             frame = read_readings_file(inbox, key).with_row_index("row")
             readings.append(
-                frame.join(
-                    bad.filter(pl.col("file") == key).select("row"), on="row", how="anti"
-                ).drop("row")
+                frame.join(bad.filter(pl.col("file") == key).select("row"), on="row", how="anti").drop("row")
             )
         events.append(read_events(inbox, m))
     good = pl.concat(readings).with_columns(
@@ -51,9 +49,9 @@ def sample(tmp_path_factory):
 def _inside(good: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     """Readings of the events' sensors between their start and end."""
     per_sensor = events.explode("sensor_ids").rename({"sensor_ids": "sensor_id"})
-    return good.join(
-        per_sensor.select("sensor_id", "start", "end", "event_id"), on="sensor_id"
-    ).filter(pl.col("observed_at").is_between(pl.col("start"), pl.col("end")))
+    return good.join(per_sensor.select("sensor_id", "start", "end", "event_id"), on="sensor_id").filter(
+        pl.col("observed_at").is_between(pl.col("start"), pl.col("end"))
+    )
 
 
 def test_good_readings_stay_plausible_outside_contamination_and_spikes(sample):
@@ -76,9 +74,7 @@ def test_flow_follows_demand_and_pressure_falls_when_it_rises(sample):
     )
     hourly = plant.group_by("parameter", "hour").agg(pl.col("value").median())
     flow = dict(hourly.filter(pl.col("parameter") == "flow").select("hour", "value").iter_rows())
-    pressure = dict(
-        hourly.filter(pl.col("parameter") == "pressure").select("hour", "value").iter_rows()
-    )
+    pressure = dict(hourly.filter(pl.col("parameter") == "pressure").select("hour", "value").iter_rows())
     assert flow[7] > 2 * flow[3] and flow[19] > 1.5 * flow[3]
     assert pressure[3] > pressure[7] + 0.5
     assert demand_curve(np.array([3.0]))[0] == pytest.approx(0.2, abs=0.01)
@@ -92,11 +88,7 @@ def test_chlorine_is_lower_where_the_water_is_older(sample):
         .agg(pl.col("value").median())
         .iter_rows()
     )
-    assert (
-        medians["riverton-plant"]
-        > medians["riverton-reservoir-north"]
-        > medians["riverton-booster-hill"]
-    )
+    assert medians["riverton-plant"] > medians["riverton-reservoir-north"] > medians["riverton-booster-hill"]
 
 
 def test_temperature_follows_the_hemisphere_season(sample):
@@ -118,11 +110,7 @@ def test_contamination_moves_turbidity_chlorine_and_conductivity_together(sample
     assert contamination.height >= 4
     minutes = (contamination["end"] - contamination["start"]).dt.total_minutes() + 1
     assert minutes.min() >= 20 and minutes.max() <= 120
-    during = (
-        _inside(good, contamination)
-        .group_by("event_id", "parameter")
-        .agg(during=pl.col("value").mean())
-    )
+    during = _inside(good, contamination).group_by("event_id", "parameter").agg(during=pl.col("value").mean())
     before = (
         _inside(
             good,
@@ -155,19 +143,14 @@ def test_stuck_sensor_repeats_one_value_for_hours_and_no_other_does(sample):
     stuck = events.filter(pl.col("kind") == "stuck")
     assert stuck.height >= 4
     inside = (
-        _inside(good, stuck)
-        .group_by("event_id")
-        .agg(distinct=pl.col("value").n_unique(), count=pl.len())
+        _inside(good, stuck).group_by("event_id").agg(distinct=pl.col("value").n_unique(), count=pl.len())
     )
     assert (inside["distinct"] == 1).all()
     assert (inside["count"] >= 120).all()
     runs = (
         good.sort("sensor_id", "observed_at")
         .with_columns(
-            run=(pl.col("value") != pl.col("value").shift())
-            .fill_null(True)
-            .cum_sum()
-            .over("sensor_id")
+            run=(pl.col("value") != pl.col("value").shift()).fill_null(True).cum_sum().over("sensor_id")
         )
         .group_by("sensor_id", "run")
         .agg(pl.len(), start=pl.col("observed_at").min())
@@ -187,9 +170,7 @@ def test_gaps_leave_single_minutes_and_whole_station_outages_missing(sample):
     assert _inside(good, outages).height == 0
     steps = (
         good.sort("sensor_id", "observed_at")
-        .with_columns(step=pl.col("observed_at").diff().over("sensor_id").dt.total_minutes())[
-            "step"
-        ]
+        .with_columns(step=pl.col("observed_at").diff().over("sensor_id").dt.total_minutes())["step"]
         .drop_nulls()
         .value_counts()
         .sort("step")
@@ -219,9 +200,9 @@ def test_a_fouled_probe_reads_ever_further_off_and_answers_late(sample):
     assert fouled.height >= 4  # one per municipality
     for event in fouled.iter_rows(named=True):
         sensor_id = event["sensor_ids"][0]
-        series = good.filter(
-            pl.col("sensor_id") == sensor_id, pl.col("observed_at") >= event["start"]
-        ).sort("observed_at")
+        series = good.filter(pl.col("sensor_id") == sensor_id, pl.col("observed_at") >= event["start"]).sort(
+            "observed_at"
+        )
         hour = 60
         shift = series["value"].tail(hour).median() - series["value"].head(hour).median()
         if sensor_id.endswith("-free_chlorine"):
@@ -265,16 +246,10 @@ def test_labelled_spikes_stand_out_from_their_neighbours(sample):
 def test_lab_samples_are_canonical_and_riverton_and_lindenfeld_exceed_a_limit(sample):
     inbox, summary, _, events = sample
     lab = pl.concat(
-        [
-            read_readings_file(inbox, k)
-            for m in summary.municipality_ids
-            for k in inbox.list(f"{m}/lab")
-        ]
+        [read_readings_file(inbox, k) for m in summary.municipality_ids for k in inbox.list(f"{m}/lab")]
     )
     assert lab.height == summary.lab_samples == 4 * 3 * 10
-    units = dict(
-        lab.select(pl.col("sensor_id").str.extract(r"-lab-(.+)$"), "unit").unique().iter_rows()
-    )
+    units = dict(lab.select(pl.col("sensor_id").str.extract(r"-lab-(.+)$"), "unit").unique().iter_rows())
     assert units == {
         "lead": "ug/L",
         "copper": "mg/L",
