@@ -73,6 +73,11 @@ def test_a_burst_becomes_one_incident_resolved_by_the_end_of_the_day(database, s
     incidents = _table(INCIDENTS, INCIDENT_TIMES)
     anomalies = _table(ANOMALIES, ANOMALY_TIMES)
     assert incidents.height == 1
+    # findings below MEDIUM stay recorded anomalies outside any incident (incidents.yaml)
+    counted = anomalies.filter(pl.col("severity") != "LOW")
+    assert anomalies.filter(pl.col("severity") == "LOW")["incident_id"].null_count() == (
+        anomalies.filter(pl.col("severity") == "LOW").height
+    )
     breach = incidents.row(0, named=True)
     assert {
         k: breach[k]
@@ -95,14 +100,14 @@ def test_a_burst_becomes_one_incident_resolved_by_the_end_of_the_day(database, s
         "severity": "HIGH",  # a health parameter beyond its limit by the HIGH step, for an hour
         "status": "resolved",
         "first_observed_at": _local(DAY, 3),
-        "anomaly_count": anomalies.height,
+        "anomaly_count": counted.height,
         "last_observed_at": _local(DAY, 4),
         "opened_at": _local(DAY, 3),
         "resolved_at": _local(DAY, 5),
     }
     assert set(anomalies["method"]) >= {"limit_breach", "rolling_zscore"}
     assert breach["summary"].startswith(
-        f"{anomalies.height} limit-breach anomalies at station riverton-plant on turbidity from "
+        f"{counted.height} limit-breach anomalies at station riverton-plant on turbidity from "
         "2026-05-01 03:00 CDT to 2026-05-01 04:00 CDT; HIGH: "
     )
     assert "an operational limit is breached" in breach["summary"]
@@ -110,7 +115,7 @@ def test_a_burst_becomes_one_incident_resolved_by_the_end_of_the_day(database, s
         "; worst (turbidity sensor rv-turb): turbidity 2.41 NTU is 1.41 NTU above the operational limit 1 NTU"
     )
     assert incidents["status"].to_list() == ["resolved"] * incidents.height
-    assert anomalies["incident_id"].null_count() == 0
+    assert counted["incident_id"].null_count() == 0
     assert result["details"]["incidents_opened"] == incidents.height
     assert result["details"]["incidents_resolved"] == incidents.height
     assert sorted(_events()) == sorted(
@@ -161,12 +166,16 @@ def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced
 
     detect_anomalies.fn("riverton", DAY)
     after_first_day = _table(INCIDENTS, INCIDENT_TIMES)
-    held_first_day = _table(ANOMALIES, ANOMALY_TIMES).height
+    held_first_day = _table(ANOMALIES, ANOMALY_TIMES).filter(pl.col("severity") != "LOW").height
     detect_anomalies.fn("riverton", DAY + timedelta(days=1))
 
     incidents = _table(INCIDENTS, INCIDENT_TIMES)
     held = _table(ANOMALIES, ANOMALY_TIMES)
-    assert set(held["incident_id"]) == {after_first_day["id"][0]}
+    # every finding of MEDIUM or worse joined the one incident; LOW ones stay outside incidents
+    assert set(held.filter(pl.col("severity") != "LOW")["incident_id"]) == {after_first_day["id"][0]}
+    assert held.filter(pl.col("severity") == "LOW")["incident_id"].null_count() == (
+        held.filter(pl.col("severity") == "LOW").height
+    )
     assert after_first_day.select("kind", "severity", "status", "anomaly_count").rows() == [
         ("limit_breach", "MEDIUM", "open", held_first_day)
     ]
@@ -177,7 +186,7 @@ def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced
             after_first_day["id"][0],
             "HIGH",
             "resolved",
-            held.height,
+            held.filter(pl.col("severity") != "LOW").height,
             _local(DAY, 23, 30),
             _local(DAY + timedelta(days=1), 0, 10),
         )
@@ -206,7 +215,7 @@ def test_an_incident_carries_over_midnight_and_its_rise_in_severity_is_announced
         "status": "open",
         "first_observed_at": _local(DAY, 23, 30).isoformat(),
         "last_observed_at": _local(DAY + timedelta(days=1), 0, 10).isoformat(),
-        "anomaly_count": held.height,
+        "anomaly_count": held.filter(pl.col("severity") != "LOW").height,
         "summary": None,
     }
 
