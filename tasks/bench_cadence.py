@@ -2,7 +2,7 @@
 
 `python -m tasks.bench_cadence 60 300 900 [--days 14 --stations 3 --seed 7]` simulates the first
 sample municipality at each interval (`tasks.evaluation.synthetic.simulate`), flags it with the
-shipped QC told the interval (as a municipality's qc.yaml would: `expected_interval_seconds`), runs
+shipped QC (each sensor's cadence from its registry entry, `interval_seconds`), runs
 `find_anomalies` with the shipped detectors.yaml and scores both with
 `tasks.evaluation.synthetic.score_faults`, per kind of fault.
 Beside it, two lines on the same readings: the detectors alone (no QC flag counts) and a bare
@@ -31,23 +31,16 @@ from tasks.evaluation.synthetic import (
     score_faults,
     simulate,
 )
-from tasks.quality.qc import QcConfig, load_qc_config, qc_flags
+from tasks.quality.qc import qc_flags
 
 BASELINE_Z = 3.0
-
-
-def qc_config_at(interval_seconds: int) -> QcConfig:
-    """The shipped QC settings with every sensor expected every `interval_seconds`."""
-    shipped = load_qc_config().model_dump()
-    defaults = {**shipped["defaults"], "expected_interval_seconds": interval_seconds}
-    return QcConfig(**{**shipped, "defaults": defaults})
 
 
 def cadence_figures(interval_seconds: int, days: int = 14, stations: int = 3, seed: int = 7) -> dict:
     """Per kind of short fault, the share found by QC and detectors, by the detectors alone and
     by the bare baseline; the false-alarm events per sensor-day of each; and the skip sentences."""
     sample = simulate(days=days, stations=stations, seed=seed, interval_seconds=interval_seconds)
-    flagged = qc_flags(sample.readings, sample.sensors, qc_config_at(interval_seconds))
+    flagged = qc_flags(sample.readings, sample.sensors)  # the sensors carry their cadence
     qc = (
         flagged.filter(pl.col("qc_flag").is_in(DETECTING_FLAGS))
         .select("sensor_id", "observed_at", pl.col("qc_tests").cast(pl.String).str.split(",").alias("method"))

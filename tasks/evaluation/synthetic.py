@@ -92,7 +92,13 @@ def simulate(
         "observed_at",
         "value",
     )
-    sensors = readings.select("sensor_id", "station_id", "parameter", "unit").unique().sort("sensor_id")
+    # each sensor's cadence, as its registry entry gives it: QC's expected interval follows it
+    sensors = (
+        readings.select("sensor_id", "station_id", "parameter", "unit")
+        .unique()
+        .sort("sensor_id")
+        .with_columns(pl.lit(float(interval_seconds)).alias("interval_seconds"))
+    )
     faults = (
         sim.labels.with_row_index("fault_id")
         .with_columns(pl.col("sensor_ids").str.split(";").alias("sensor_id"))
@@ -451,10 +457,10 @@ def score_faults(sample: SyntheticSample, found: pl.DataFrame, calls: pl.DataFra
     }
 
 
-def synthetic_report(days: int = 14, stations: int = 3, seed: int = 7) -> dict:
-    """Simulate, detect with the shipped configuration, and score per kind of fault; then the
-    incidents (`incidents`) beside the bare baseline's (`incidents_baseline`)."""
-    sample = simulate(days=days, stations=stations, seed=seed)
+def synthetic_report(days: int = 14, stations: int = 3, seed: int = 7, interval_seconds: int = 60) -> dict:
+    """Simulate (readings every `interval_seconds`), detect with the shipped configuration, and score
+    per kind of fault; then the incidents (`incidents`) beside the bare baseline's (`incidents_baseline`)."""
+    sample = simulate(days=days, stations=stations, seed=seed, interval_seconds=interval_seconds)
     flagged = qc_flags(sample.readings, sample.sensors)
     found = find_anomalies(flagged, sample.sensors, sample.start, sample.end)
     report = score_faults(sample, detections_of(flagged, found), health_calls(sample, flagged))
