@@ -154,6 +154,7 @@ def print_evaluation(console: Console, report: dict) -> None:
         print_extra(console, report)
     if "synthetic" in report:
         print_synthetic(console, report["synthetic"])
+        print_incidents(console, report["synthetic"])
 
 
 def print_extra(console: Console, report: dict) -> None:
@@ -246,3 +247,32 @@ def print_synthetic(console: Console, synthetic: dict) -> None:
         "score's to find.",
         soft_wrap=True,
     )
+
+
+def print_incidents(console: Console, synthetic: dict) -> None:
+    """The incidents the generated faults opened, beside a bare rule (one per sensor run reaching HIGH)."""
+    table = Table(
+        "incidents",
+        "opened",
+        "precision",
+        "recall (contamination)",
+        "per injected fault",
+        "CRITICAL",
+        "weakest contamination",
+        title="incidents on the generated faults: consensus (shipped) beside one per sensor run at HIGH"
+        " (bare)",
+    )
+    for name, key in (("shipped", "incidents"), ("bare", "incidents_baseline")):
+        figures = synthetic.get(key)
+        if not figures:
+            continue
+        table.add_row(
+            name,
+            f"{figures['incidents']:,}",
+            share_text(figures["precision"]),
+            share_text(figures["recall"]),
+            "-" if figures["incidents_per_fault"] is None else f"{figures['incidents_per_fault']:.2f}",
+            share_text(figures["critical_share"]),
+            str(figures["contamination_lowest_severity"]),
+        )
+    console.print(table)

@@ -6,7 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
+from rich.console import Console
 
+from tasks.evaluation.report import print_incidents
 from tasks.evaluation.synthetic import (
     FAULT_KINDS,
     UTC_US,
@@ -206,3 +208,10 @@ def test_consensus_incidents_meet_the_goals_where_one_per_sensor_run_does_not():
     assert ours["critical_share"] <= 0.1
     assert ours["incidents"] < baseline["incidents"]
     assert baseline["critical_share"] > 0.1  # the old rule called most incidents CRITICAL
+
+    console = Console(record=True, width=200)
+    print_incidents(console, score)
+    rows = {line.split()[1]: line for line in console.export_text().splitlines() if line.split()[1:2]}
+    for name, figures in (("shipped", ours), ("bare", baseline)):
+        cells = [c.strip() for c in rows[name].strip("│ ").split("│")]
+        assert cells[:3] == [name, f"{figures['incidents']:,}", f"{figures['precision']:.0%}"]
