@@ -10,6 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tasks.detection.station_alarm import DEFAULT_CONFIG
+
 RUNS = {
     "default": "statistical default, whole file",
     "cross_validated": "statistical, week-wise cross-validated",
@@ -62,7 +64,7 @@ def detector_cells(scores: dict) -> list[str]:
 def chosen_text(name: str, chosen: dict) -> str:
     """What each detector is and what was chosen for it on the fit part."""
     if name == "statistical_default":
-        return "the shipped settings (mean z over 60 min, any sensor |z| >= 3), nothing chosen"
+        return f"the shipped settings ({DEFAULT_CONFIG.describe()}), nothing chosen"
     if name == "hgb_baseline" and name not in chosen:
         return (
             "plain HistGradientBoostingClassifier (defaults, random_state=0) on value, first difference, "
