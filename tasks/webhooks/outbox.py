@@ -52,14 +52,31 @@ def record_event(
 
     Runs inside the caller's transaction, so the event exists exactly when the change does.
     Deliveries go to the municipality's active subscriptions of this type; with `alert_level`
-    (alert events) only to those whose `min_severity` is that level.
-    Returns the new event id, or None when an event with this key was already recorded.
+    (alert events) only to those whose `min_severity` is that level, and an alert event no
+    subscription wants is not written at all (alerts are tracked at every level; most levels have
+    no listener). Returns the new event id, or None when an event with this key was already
+    recorded or, for an alert, nobody listens.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     event_id = new_event_id()
     now = occurred_at or utcnow()
     payload = {"type": event_type, "timestamp": now.isoformat(), "data": data}
+    subscriptions = conn.execute(
+        select(
+            WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.min_severity
+        ).where(
+            WebhookSubscription.municipality_id == municipality_id,
+            WebhookSubscription.is_active.is_(True),
+        )
+    ).all()
+    wanted = [
+        sid
+        for sid, types, min_severity in subscriptions
+        if ("*" in types or event_type in types) and alert_level in (None, min_severity)
+    ]
+    if alert_level is not None and not wanted:
+        return None  # an alert of a level no endpoint of the town listens to: nothing to tell
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     inserted = conn.execute(
         dialect.insert(WebhookEvent)
@@ -76,19 +93,6 @@ def record_event(
     ).scalar_one_or_none()
     if inserted is None:  # (rowcount is not reliable for ON CONFLICT through psycopg)
         return None
-    subscriptions = conn.execute(
-        select(
-            WebhookSubscription.id, WebhookSubscription.event_types, WebhookSubscription.min_severity
-        ).where(
-            WebhookSubscription.municipality_id == municipality_id,
-            WebhookSubscription.is_active.is_(True),
-        )
-    ).all()
-    wanted = [
-        sid
-        for sid, types, min_severity in subscriptions
-        if ("*" in types or event_type in types) and alert_level in (None, min_severity)
-    ]
     if wanted:
         conn.execute(
             WebhookDelivery.__table__.insert(),

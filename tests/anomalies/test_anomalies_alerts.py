@@ -12,8 +12,11 @@ from tasks.analytics.readings import UTC_TIME
 from tasks.anomalies import detect_anomalies
 from tasks.anomalies.alert_stage import raise_alerts
 from tasks.anomalies.alerts import RUN_SCHEMA, alert_runs
+from tasks.anomalies.detectors import SEVERITIES
 from tasks.database import begin
 from tasks.models import Alert, Anomaly, WebhookEvent
+from tasks.settings import reset_settings
+from tasks.webhooks.subscriptions import add_subscription
 
 DAY = date(2026, 5, 1)
 HOUR = timedelta(hours=1)
@@ -121,6 +124,22 @@ def _seed_anomalies(rows: list[tuple]) -> None:
         )
 
 
+def _listen_at_every_level(monkeypatch, municipality_id: str) -> None:
+    """An endpoint per alert level, so that every level's events are written (an alert event no
+    endpoint listens to is not)."""
+    monkeypatch.setenv("WATERLINE_WEBHOOK_ALLOWED_NETWORKS", '["127.0.0.0/8"]')
+    reset_settings()
+    with begin() as conn:
+        for level in SEVERITIES:
+            add_subscription(
+                conn,
+                municipality_id,
+                "http://127.0.0.1:9/hook",
+                ["alert.created", "alert.resolved"],
+                min_severity=level,
+            )
+
+
 def _alert_events() -> list[tuple[str, str, str, str]]:
     """(type, level, severity, first_observed_at) of every alert event, in the order recorded."""
     with begin() as conn:
@@ -135,9 +154,12 @@ def _alert_events() -> list[tuple[str, str, str, str]]:
         ]
 
 
-def test_a_run_across_midnight_is_created_once_resolved_once_and_a_rerun_records_nothing(database, seed):
+def test_a_run_across_midnight_is_created_once_resolved_once_and_a_rerun_records_nothing(
+    database, seed, monkeypatch
+):
     with begin() as conn:
         seed.municipality(conn, "riverton", "UTC", {"rv-turb": "turbidity"})
+    _listen_at_every_level(monkeypatch, "riverton")
     _seed_anomalies(
         [
             (_at(DAY, 23, 20), "limit_breach", "HIGH", "turbidity 2.4 NTU is above the limit 1 NTU"),
@@ -185,7 +207,7 @@ def test_a_run_across_midnight_is_created_once_resolved_once_and_a_rerun_records
     ]
 
 
-def test_alerts_come_from_what_the_detectors_found(database, seed):
+def test_alerts_come_from_what_the_detectors_found(database, seed, monkeypatch):
     """A turbidity burst above its operational limit, through detect_anomalies, is one HIGH alert."""
     start = _at(DAY, 0) - timedelta(days=1)
     times = [start + timedelta(minutes=10 * i) for i in range(2 * 144)]
@@ -200,6 +222,7 @@ def test_alerts_come_from_what_the_detectors_found(database, seed):
     with begin() as conn:
         batch = seed.municipality(conn, "riverton", "UTC", {"rv-turb": "turbidity"})
         seed.readings(conn, "riverton", batch, readings)
+    _listen_at_every_level(monkeypatch, "riverton")
     detect_anomalies.fn("riverton", DAY)
 
     raise_alerts.fn("riverton", DAY)
@@ -216,3 +239,18 @@ def test_alerts_come_from_what_the_detectors_found(database, seed):
     assert "limit_breach" in high[0].methods
     types = [t for t, level, _, _ in _alert_events() if level == "HIGH"]
     assert types == ["alert.created", "alert.resolved"]
+
+
+def test_an_alert_no_endpoint_listens_to_is_tracked_but_writes_no_event(database, seed, monkeypatch):
+    with begin() as conn:
+        seed.municipality(conn, "riverton", "UTC", {"rv-turb": "turbidity"})
+    monkeypatch.setenv("WATERLINE_WEBHOOK_ALLOWED_NETWORKS", '["127.0.0.0/8"]')
+    reset_settings()
+    with begin() as conn:  # one endpoint, for HIGH alerts only
+        add_subscription(conn, "riverton", "http://127.0.0.1:9/hook", ["alert.created"], min_severity="HIGH")
+    _seed_anomalies([(_at(DAY, 3), "limit_breach", "HIGH", "turbidity 2.4 NTU is above the limit 1 NTU")])
+
+    result = raise_alerts.fn("riverton", DAY)
+
+    assert result["details"]["alerts_created"] == 3  # LOW, MEDIUM and HIGH runs are all tracked
+    assert _alert_events() == [("alert.created", "HIGH", "HIGH", _at(DAY, 3).isoformat())]
