@@ -204,7 +204,12 @@ def publish_run_summary(day: date | None, stages: list[StageRun]) -> dict:
 
 
 def record_pipeline_failure(flow, flow_run, state) -> None:  # noqa: ANN001
-    """Flow hook: tell every municipality's subscribers that this run failed, once per run."""
+    """Flow hook: tell every municipality's subscribers that this run failed, once per run.
+
+    A nightly range's parent run fails because a day's child run did, and that run has told them."""
+    parameters = flow_run.parameters or {}
+    if parameters.get("from_day") is not None and parameters.get("to_day") is not None:
+        return
     message = redact((state.message or state.name or "failed").splitlines()[0])[:500]
     with begin() as conn:
         for municipality_id in conn.execute(select(Municipality.id)).scalars():
