@@ -268,6 +268,9 @@ def evaluate(
         bool, typer.Option(help="Also score QC flags and detectors on generated faults, per kind.")
     ] = True,
     synthetic_days: Annotated[int, typer.Option(min=2, help="Days of generated faults to score.")] = 14,
+    synthetic_interval: Annotated[
+        int, typer.Option(min=1, help="Seconds between the generated online readings (60, 300, 900...).")
+    ] = 60,
 ) -> None:
     """Score the detectors forward in time on a labelled file: every setting and model chosen on the
     part before --split-at (less --gap), scored after it, beside two bare baselines; then forward-
@@ -288,6 +291,7 @@ def evaluate(
         tune_on=tune_on,
         learned=learned,
         synthetic=synthetic and synthetic_days,
+        synthetic_interval=synthetic_interval,
         mapping=mapping,
         labels=labels,
         intervals=intervals,

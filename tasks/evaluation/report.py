@@ -220,7 +220,8 @@ def print_synthetic(console: Console, synthetic: dict) -> None:
         "found by",
         title=f"generated faults: {settings['days']} days of {settings['sensors']} sensors at "
         f"{settings['stations']} stations of {settings['municipality']} (seed {settings['seed']}), "
-        f"{synthetic['readings']:,} readings, shipped configuration",
+        f"{synthetic['readings']:,} readings every {settings['interval_seconds'] / 60:g} min, shipped "
+        "configuration",
     )
     for kind, figures in synthetic["kinds"].items():
         if "median_days_to_detection" in figures:

@@ -178,6 +178,7 @@ def evaluate(
     configs: Sequence[DetectorConfig] | None = None,
     learned: bool = True,
     synthetic: int | bool = True,
+    synthetic_interval: int = 60,
     mapping: str | Path | None = None,
     labels: LabelSpec | None = None,
     intervals: str | Path | None = None,
@@ -191,7 +192,8 @@ def evaluate(
     folds pooled; each with the two bare baselines and the product's statistical default, tuned
     and learned detectors. With `week_wise`, the old week-wise cross-validation as an extra line;
     with `tune_on`, settings chosen on that file scored on this one; with `synthetic`, the shipped
-    QC and detectors on the sample generator's faults, per kind (over `synthetic` days if a number)."""
+    QC and detectors on the sample generator's faults, per kind (over `synthetic` days if a number,
+    readings every `synthetic_interval` seconds)."""
     if gap < DEFAULT_GAP:
         raise ValueError("the gap between the fit and the scored part must be at least one day")
     labels = LabelSpec() if labels is None else labels
@@ -247,5 +249,5 @@ def evaluate(
         from tasks.evaluation.synthetic import synthetic_report
 
         days = 14 if synthetic is True else int(synthetic)
-        report["synthetic"] = synthetic_report(days=days)
+        report["synthetic"] = synthetic_report(days=days, interval_seconds=synthetic_interval)
     return report

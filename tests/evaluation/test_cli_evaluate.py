@@ -130,3 +130,14 @@ def test_a_fit_part_without_an_event_is_a_sentence(tmp_path):
     result = runner.invoke(app, ["evaluate", str(path), "--split-at", "2026-03-11", *FAST])
     assert result.exit_code == 1
     assert result.output.startswith("error: the fit part holds no labelled event: choose a later --split-at")
+
+
+def test_the_generated_faults_run_at_the_cadence_asked_and_their_incidents_are_printed(labelled_file):
+    arguments = ["evaluate", str(labelled_file), "--split-at", "2026-03-17", "--no-learned", "--folds", "0"]
+    arguments += ["--synthetic-days", "3", "--synthetic-interval", "900"]
+    result = runner.invoke(app, arguments, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "readings every 15 min, shipped configuration" in output
+    assert "incidents on the generated faults" in output
+    assert "contamination" in output and "stuck" in output
