@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from tasks.anomalies.detectors import skip_sentences, skipped_sensors
 from tasks.detection.labelled import LabelledReadings, is_covered, iso_week
 from tasks.detection.metrics import Scores, f1_from_counts, score_alarms
 from tasks.detection.station_alarm import (
@@ -171,6 +172,20 @@ def score_config(readings: LabelledReadings, config: DetectorConfig, limits: Map
     return score_alarms(alarms)
 
 
+def nightly_skips(readings: LabelledReadings) -> list[str]:
+    """What the nightly detectors (detectors.yaml) could not run on in this file, in sentences:
+    `nightly detectors: trend skipped 4 sensors (15-minute cadence: ...)`."""
+    long = (
+        readings.frame.unpivot(index="observed_at", on=readings.sensors, variable_name="sensor_id")
+        .drop_nulls("value")
+        .with_columns(pl.col("observed_at").dt.replace_time_zone("UTC"))
+    )
+    sensors = pl.DataFrame(
+        {"sensor_id": readings.sensors, "parameter": [readings.parameters[s] for s in readings.sensors]}
+    ).with_columns(pl.lit("").alias("unit"))
+    return [f"nightly detectors: {sentence}." for sentence in skip_sentences(skipped_sensors(long, sensors))]
+
+
 def evaluate(
     path: str | Path,
     tune_on: str | Path | None = None,
@@ -217,7 +232,7 @@ def evaluate(
         "rows_scored": times.len(),
         "sensors": readings.parameters,
         "cadence_minutes": None if rows.step is None else rows.step.total_seconds() / 60,
-        "notes": cadence_notes(rows),
+        "notes": cadence_notes(rows) + nightly_skips(readings),
         "detectors": dict(DETECTORS),
         "forward": {**forward["splits"][0], "verdict": verdict(forward["splits"][0]["scores"])},
     }

@@ -67,6 +67,7 @@ def test_evaluate_prints_the_forward_split_beside_both_baselines(labelled_file):
     # the days from 2026-03-17 to the end of the 15-day file: 5 labelled steps
     assert "5 events)" in output and "of 5" in output
     assert "week-wise" not in output  # only with --cross-validate, never the headline
+    assert "could not run" not in output and "nightly detectors:" not in output  # 1-minute: all run
 
 
 def test_week_wise_cross_validation_is_an_extra_line_only_when_asked(labelled_file):

@@ -203,6 +203,9 @@ def evaluate_output(path: Path) -> str:
 def test_a_15_minute_file_runs_the_shipped_default_with_windows_in_time(tmp_path):
     output = evaluate_output(thinned_file(tmp_path, 15))
     assert "statistical, shipped default could not run" not in output
+    # the nightly detectors' 15-minute windows hold one reading at this cadence: they say so
+    assert "nightly detectors: trend skipped 4 sensors (15-minute cadence: a 15-minute window holds" in output
+    assert "nightly detectors: volatility skipped 4 sensors" in output
     assert "baseline z-score" in output and "baseline HGB" in output
 
 
